@@ -1,0 +1,31 @@
+# make demo  - set up .venv and run the offline demo to results/report.html
+# make run   - the real dataset (needs internet): results/report.html
+# make test  - set up .venv, run the linters and the test suite
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+
+.PHONY: setup demo run test lint
+setup: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+demo: setup
+	$(BIN)/snakemake --cores $(CORES) results/report.html --configfile config/demo.yaml
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES) results/report.html
+
+lint: setup
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/snakemake --lint --configfile config/demo.yaml
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest $(PYTEST_ARGS)

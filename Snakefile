@@ -1,0 +1,34 @@
+"""smallcnn: train image classifiers on small datasets the way DLwP ch. 5 teaches."""
+
+import os
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+# Scripts import the smallcnn package from this checkout, on this machine and on cluster nodes,
+# without the user setting PYTHONPATH (the conda envs do not install it).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])
+)
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/weights.smk"
+include: "rules/features.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/report.html",

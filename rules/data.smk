@@ -1,0 +1,104 @@
+"""Data stage: fetch the source, check every file, split into train / validation / test."""
+
+
+def data_source():
+    """The prepared source the prepare rule reads: an archive, a folder, or the demo folder."""
+    source = config["data"]["source"]
+    if source == "local":
+        return config["data"]["path"]
+    if source == "demo":
+        return "resources/demo"
+    return f"resources/downloads/{source}.zip"
+
+
+rule download:
+    output:
+        archive="resources/downloads/{source}.zip",
+        record="resources/downloads/{source}.json",
+    log:
+        "logs/download/{source}.log",
+    wildcard_constraints:
+        source="microsoft|kaggle|url",
+    conda:
+        "../envs/smallcnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=120,
+    params:
+        source="{source}",
+        url=config["data"]["url"],
+        sha256=config["data"]["sha256"],
+        competition=config["data"]["kaggle_competition"],
+    script:
+        "../scripts/download.py"
+
+
+rule make_demo:
+    output:
+        directory("resources/demo"),
+    log:
+        "logs/make_demo.log",
+    conda:
+        "../envs/smallcnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        seed=config["seed"],
+        per_class=config["split"]["train"]
+        + config["split"]["validation"]
+        + config["split"]["test"],
+    script:
+        "../scripts/make_demo.py"
+
+
+rule prepare:
+    input:
+        source=data_source(),
+    output:
+        manifest="results/data/manifest.csv",
+        rejections="results/data/rejections.json",
+    log:
+        "logs/prepare.log",
+    benchmark:
+        "benchmarks/prepare.tsv"
+    conda:
+        "../envs/smallcnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        min_side=config["data"]["min_side"],
+        max_image_pixels=config["data"]["max_image_pixels"],
+        max_archive_bytes=config["data"]["max_archive_bytes"],
+    script:
+        "../scripts/prepare.py"
+
+
+rule split:
+    input:
+        source=data_source(),
+        manifest="results/data/manifest.csv",
+    output:
+        splits="results/data/splits.csv",
+        train=directory("results/data/train"),
+        validation=directory("results/data/validation"),
+        test=directory("results/data/test"),
+    log:
+        "logs/split.log",
+    benchmark:
+        "benchmarks/split.tsv"
+    conda:
+        "../envs/smallcnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        counts=config["split"],
+        seed=config["seed"],
+    script:
+        "../scripts/split.py"

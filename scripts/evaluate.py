@@ -1,0 +1,13 @@
+from smallcnn.evaluation import evaluate
+from smallcnn.logs import job_log
+
+with job_log(snakemake.log[0]):
+    evaluate(
+        model_path=snakemake.input.model,
+        summary_path=snakemake.input.summary,
+        test=snakemake.input.test,
+        metrics_path=snakemake.output.metrics,
+        predictions_path=snakemake.output.predictions,
+        image_size=tuple(snakemake.params.image_size),
+        batch_size=snakemake.params.batch_size,
+    )
