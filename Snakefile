@@ -15,8 +15,8 @@ validate(config, "schemas/config.schema.yaml")
 
 # Scripts import the smallcnn package from this checkout, on this machine and on cluster nodes,
 # without the user setting PYTHONPATH (the conda envs do not install it).
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.getenv("PYTHONPATH")]))
 )
 
 

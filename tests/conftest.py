@@ -61,7 +61,8 @@ def run_snakemake(workdir, targets, config=None, args=(), check=True, timeout=18
     )
     if check and result.returncode != 0:
         raise AssertionError(
-            f"snakemake failed ({result.returncode}):\n{result.stdout[-5000:]}\n{result.stderr[-8000:]}"
+            f"snakemake failed ({result.returncode}):\n"
+            f"{result.stdout[-5000:]}\n{result.stderr[-8000:]}"
         )
     return result
 
