@@ -16,7 +16,9 @@ validate(config, "schemas/config.schema.yaml")
 # Scripts import the smallcnn package from this checkout, on this machine and on cluster nodes,
 # without the user setting PYTHONPATH (the conda envs do not install it).
 os.environ.update(
-    PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.getenv("PYTHONPATH")]))
+    PYTHONPATH=os.pathsep.join(
+        filter(None, [workflow.basedir, os.getenv("PYTHONPATH")])
+    )
 )
 
 
