@@ -48,8 +48,9 @@ def run_snakemake(workdir, targets, config=None, args=(), check=True, timeout=18
         "--cores",
         "2",
         "--show-failed-logs",
-        *args,
+        # Targets before options: several options (--configfile, --forcerun) take many values.
         *targets,
+        *args,
     ]
     if config is not None:
         configfile = workdir / "test-config.yaml"
@@ -74,3 +75,17 @@ def shared_data():
     if not path.exists():
         pytest.skip(f"{path} is absent (../shared is not beside the project)")
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The offline demo (config/demo.yaml) run once to results/report.html for the whole session.
+
+    Tests that only inspect what the demo produced share this run instead of training again.
+    Returns the working directory holding results/, logs/ and benchmarks/.
+    """
+    workdir = tmp_path_factory.mktemp("demo")
+    run_snakemake(
+        workdir, ["results/report.html"], args=["--configfile", str(REPO / "config" / "demo.yaml")]
+    )
+    return workdir
