@@ -35,8 +35,12 @@ def make_class_images(root, classes=("cat", "dog"), per_class=10, size=(48, 48),
     return paths
 
 
-def run_snakemake(workdir, targets, config=None, args=(), check=True, timeout=1800):
-    """Run this repository's workflow in `workdir` with `config` merged over config.yaml."""
+def run_snakemake(workdir, targets, config=None, configfiles=(), args=(), check=True, timeout=1800):
+    """Run this repository's workflow in `workdir`.
+
+    `configfiles` and then the dict `config` are merged over config.yaml, in that order (pass
+    config files here, not in `args`: a second --configfile option would replace the first).
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     command = [
@@ -52,10 +56,13 @@ def run_snakemake(workdir, targets, config=None, args=(), check=True, timeout=18
         *targets,
         *args,
     ]
+    configfiles = [str(path) for path in configfiles]
     if config is not None:
         configfile = workdir / "test-config.yaml"
         configfile.write_text(yaml.safe_dump(config))
-        command += ["--configfile", str(configfile)]
+        configfiles.append(str(configfile))
+    if configfiles:
+        command += ["--configfile", *configfiles]
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir
@@ -85,7 +92,5 @@ def demo_run(tmp_path_factory):
     Returns the working directory holding results/, logs/ and benchmarks/.
     """
     workdir = tmp_path_factory.mktemp("demo")
-    run_snakemake(
-        workdir, ["results/report.html"], args=["--configfile", str(REPO / "config" / "demo.yaml")]
-    )
+    run_snakemake(workdir, ["results/report.html"], configfiles=[REPO / "config" / "demo.yaml"])
     return workdir
