@@ -36,3 +36,21 @@ def mcnemar_exact(only_a_right, only_b_right):
     k = min(only_a_right, only_b_right)
     tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return min(1.0, 2 * tail)
+
+
+def discordant_pairs(a_correct, b_correct):
+    """Counts (only A right, only B right) of two models' per-image correctness on the same images.
+
+    The arguments are equally long sequences of booleans in the same image order; the pairs both
+    models got right or both got wrong carry no information about which model is better.
+    """
+    a_correct = [bool(value) for value in a_correct]
+    b_correct = [bool(value) for value in b_correct]
+    if len(a_correct) != len(b_correct):
+        raise ValueError(
+            f"the two models were scored on different numbers of images "
+            f"({len(a_correct)} and {len(b_correct)})"
+        )
+    only_a = sum(a and not b for a, b in zip(a_correct, b_correct, strict=True))
+    only_b = sum(b and not a for a, b in zip(a_correct, b_correct, strict=True))
+    return only_a, only_b
