@@ -47,7 +47,6 @@ def train_params(wildcards):
     """Every hyperparameter of one experiment, so that a change reruns exactly that experiment."""
     name = wildcards.name
     settings = {k: v for k, v in config["training"][name].items() if k != "callbacks"}
-    uses_base = name in ("features", "frozen", "finetuned")
     return {
         "experiment": name,
         **settings,
@@ -59,8 +58,18 @@ def train_params(wildcards):
             dict(config["augmentation"]) if settings.get("augment") else None
         ),
         "callbacks": merged_callbacks(name),
-        "conv_base": dict(config["conv_base"]) if uses_base else None,
+        "conv_base": conv_base_params(name),
     }
+
+
+def conv_base_params(name):
+    """The conv base settings an experiment depends on (features: through its input files)."""
+    base = config["conv_base"]
+    if name == "frozen":
+        return {"name": base["name"], "weights": base["weights"]}
+    if name == "finetuned":
+        return {k: base[k] for k in ("name", "weights", "unfreeze_from")}
+    return None
 
 
 def train_inputs(wildcards):

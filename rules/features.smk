@@ -20,7 +20,11 @@ rule extract_features:
         runtime=120,
         gpu=1,
     params:
-        conv_base=config["conv_base"],
+        # Not unfreeze_from: changing it must not recompute the features.
+        conv_base=lambda wc: {
+            "name": wc.base,
+            "weights": config["conv_base"]["weights"],
+        },
         image_size=config["image_size"],
         seed=config["seed"],
         precision=config["precision"],

@@ -4,7 +4,7 @@ from smallcnn.training import train
 with job_log(snakemake.log[0]):
     train(
         settings=dict(snakemake.params.settings),
-        inputs={key: snakemake.input[key] for key in snakemake.input.keys()},
+        inputs=dict(snakemake.input.items()),
         model_path=snakemake.output.model,
         history_path=snakemake.output.history,
         summary_path=snakemake.output.summary,

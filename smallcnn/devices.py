@@ -1,0 +1,82 @@
+"""Device, numeric precision and distribution strategy of a training or feature job."""
+
+import dataclasses
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# CPU features with native bfloat16 matrix arithmetic: without them mixed_bfloat16 is emulated
+# and slower than float32.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    strategy: object
+    policy: str
+    device: str
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """Feature flags of the first CPU in /proc/cpuinfo (empty where there is no such file)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return set(value.split())
+    return set()
+
+
+def cpu_model(cpuinfo="/proc/cpuinfo"):
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "unknown CPU"
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return "unknown CPU"
+
+
+def resolve_policy(precision, has_gpu, flags):
+    """The Keras dtype policy name for `precision` (auto, float32 or mixed) on this hardware."""
+    if precision == "float32":
+        return "float32"
+    if precision not in ("auto", "mixed"):
+        raise ValueError(f"precision must be auto, float32 or mixed, not {precision!r}")
+    if has_gpu:
+        return "mixed_float16"
+    if precision == "mixed" or any(flag in flags for flag in BF16_CPU_FLAGS):
+        return "mixed_bfloat16"
+    return "float32"
+
+
+def configure(precision="auto", multi_gpu=True):
+    """Set the global dtype policy and choose the distribution strategy; log both.
+
+    Models built afterwards compute in the policy's dtype; their output layers are float32
+    (the builders in smallcnn.models say so), which keeps the losses and probabilities exact.
+    """
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    policy = resolve_policy(precision, bool(gpus), cpu_flags())
+    keras.mixed_precision.set_dtype_policy(policy)
+    if multi_gpu and len(gpus) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+        device = f"{len(gpus)} GPUs (MirroredStrategy)"
+    else:
+        strategy = tf.distribute.get_strategy()
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            device = f"GPU ({details.get('device_name', gpus[0].name)})"
+        else:
+            device = f"CPU ({cpu_model()})"
+    log.info("device: %s; precision: %s (asked: %s)", device, policy, precision)
+    return Runtime(strategy=strategy, policy=policy, device=device)

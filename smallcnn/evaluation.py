@@ -1,0 +1,147 @@
+"""Each trained model on the test split: metrics and one prediction per test image."""
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from smallcnn import datasets, features, models
+from smallcnn.errors import UserError
+from smallcnn.stats import accuracy_ci95
+
+log = logging.getLogger(__name__)
+
+# Probabilities are clipped like Keras' cross-entropy losses, so that the loss is finite.
+EPSILON = 1e-7
+
+
+def rank_auc(positive, scores):
+    """Area under the ROC curve from ranks (Mann-Whitney U; ties get their average rank).
+
+    None when `positive` has only one class, where the area is undefined.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    last_rank = np.cumsum(counts)
+    average_rank = last_rank - (counts - 1) / 2
+    ranks = average_rank[inverse]
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def roc_auc(labels, probabilities):
+    """Binary: AUC of the sigmoid probability of class 1. More classes: macro one-vs-rest AUC
+    over the classes present in `labels` (None if it is undefined for all of them)."""
+    labels = np.asarray(labels)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim == 1 or probabilities.shape[1] == 1:
+        return rank_auc(labels == 1, probabilities.reshape(-1))
+    areas = [rank_auc(labels == k, probabilities[:, k]) for k in range(probabilities.shape[1])]
+    areas = [a for a in areas if a is not None]
+    return float(np.mean(areas)) if areas else None
+
+
+def class_probabilities(outputs):
+    """Model outputs -> (n, n_classes) probabilities (a sigmoid output is P(class 1))."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if outputs.ndim == 1 or outputs.shape[1] == 1:
+        p = outputs.reshape(-1)
+        return np.stack([1 - p, p], axis=1)
+    return outputs
+
+
+def predicted_classes(probabilities):
+    """Class index per row; for two classes class 1 needs p > 0.5, as Keras' binary accuracy."""
+    if probabilities.shape[1] == 2:
+        return (probabilities[:, 1] > 0.5).astype(int)
+    return probabilities.argmax(axis=1)
+
+
+def cross_entropy(labels, probabilities):
+    chosen = probabilities[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.clip(chosen, EPSILON, 1 - EPSILON))))
+
+
+def confusion_matrix(labels, predicted, n_classes):
+    matrix = np.zeros((n_classes, n_classes), dtype=int)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+def evaluate(
+    model_path, summary_path, test, metrics_path, predictions_path, image_size, batch_size
+):
+    """Write the test metrics (json) and the per-image predictions (csv) of one model.
+
+    `test`: the test split folder, or the test features (.h5) for the features experiment.
+    """
+    import keras
+
+    model = keras.saving.load_model(model_path, compile=False)
+    class_names, _ = models.model_info(model)
+    summary = json.loads(Path(summary_path).read_text())
+    if str(test).endswith(".h5"):
+        test_set = features.read_features(test)
+        if test_set.class_names != class_names:
+            raise UserError(f"{test} has classes {test_set.class_names}, the model {class_names}")
+        outputs = model.predict(test_set.features, batch_size=batch_size, verbose=0)
+        files, labels = test_set.files, test_set.labels
+    else:
+        image_set = datasets.load_images(test, image_size, batch_size, class_names=class_names)
+        outputs = model.predict(image_set.dataset, verbose=0)
+        files, labels = image_set.files, image_set.labels
+    labels = np.asarray(labels, dtype=int)
+    probabilities = class_probabilities(outputs)
+    predicted = predicted_classes(probabilities)
+    correct = predicted == labels
+    n_test = len(labels)
+    low, high = accuracy_ci95(int(correct.sum()), n_test)
+    metrics = {
+        "experiment": summary["experiment"],
+        "test_accuracy": float(correct.mean()),
+        "test_loss": cross_entropy(labels, probabilities),
+        "roc_auc": roc_auc(labels, outputs if len(class_names) == 2 else probabilities),
+        "confusion_matrix": confusion_matrix(labels, predicted, len(class_names)).tolist(),
+        "class_names": class_names,
+        "n_test": n_test,
+        "accuracy_ci95": [low, high],
+        "epochs_run": summary["epochs_run"],
+        "best_epoch": summary["best_epoch"],
+        "stopped_early": summary["stopped_early"],
+        "train_seconds": summary["train_seconds"],
+        "params_trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "params_total": int(model.count_params()),
+    }
+    Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(metrics_path).write_text(json.dumps(metrics, indent=2) + "\n")
+    Path(predictions_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(predictions_path, "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["file", "label", "predicted", "probability", "correct"])
+        for i, file in enumerate(files):
+            writer.writerow(
+                [
+                    file,
+                    class_names[labels[i]],
+                    class_names[predicted[i]],
+                    f"{probabilities[i, predicted[i]]:.6f}",
+                    "true" if correct[i] else "false",
+                ]
+            )
+    log.info(
+        "%s: test accuracy %.4f (95%% CI %.4f-%.4f) on %d images, loss %.4f, AUC %s",
+        summary["experiment"],
+        metrics["test_accuracy"],
+        low,
+        high,
+        n_test,
+        metrics["test_loss"],
+        metrics["roc_auc"],
+    )
+    return metrics

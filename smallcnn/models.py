@@ -1,0 +1,308 @@
+"""The models of the five experiments, as Keras functional models with named layers.
+
+Every model takes images as floats in 0..255 (or, for the features classifier, conv-base
+features), does its own preprocessing, and ends with a `model_info` layer that carries the class
+names, so that a saved .keras file alone is enough to label new images.
+"""
+
+import math
+
+import keras
+
+from smallcnn.errors import UserError
+
+CONV_BASES = {
+    "vgg16": (keras.applications.VGG16, keras.applications.vgg16.preprocess_input),
+    "resnet50": (keras.applications.ResNet50, keras.applications.resnet50.preprocess_input),
+    "mobilenetv2": (
+        keras.applications.MobileNetV2,
+        keras.applications.mobilenet_v2.preprocess_input,
+    ),
+    "efficientnetb0": (
+        keras.applications.EfficientNetB0,
+        keras.applications.efficientnet.preprocess_input,
+    ),
+}
+
+_CAFFE = "caffe: RGB to BGR, ImageNet mean subtracted"
+PREPROCESSING = {
+    "vgg16": f"keras.applications.vgg16.preprocess_input ({_CAFFE})",
+    "resnet50": f"keras.applications.resnet50.preprocess_input ({_CAFFE})",
+    "mobilenetv2": "keras.applications.mobilenet_v2.preprocess_input (tf: scaled to -1..1)",
+    "efficientnetb0": (
+        "keras.applications.efficientnet.preprocess_input (none: the model rescales inside)"
+    ),
+}
+
+
+@keras.saving.register_keras_serializable(package="smallcnn")
+class ImagePreprocessing(keras.layers.Layer):
+    """The conv base's own preprocess_input, as a layer so that it is saved with the model."""
+
+    def __init__(self, base, **kwargs):
+        # float32: the ImageNet mean subtraction would lose precision in bfloat16.
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if base not in CONV_BASES:
+            raise ValueError(f"unknown conv base {base!r}")
+        self.base = base
+
+    def call(self, inputs):
+        return CONV_BASES[self.base][1](inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "base": self.base}
+
+
+@keras.saving.register_keras_serializable(package="smallcnn")
+class ModelInfo(keras.layers.Layer):
+    """Identity output layer that stores the class names (and the conv base the model depends
+    on) in the model's config, and keeps the output float32 under mixed precision."""
+
+    def __init__(self, class_names, conv_base=None, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        kwargs.setdefault("name", "model_info")
+        super().__init__(**kwargs)
+        self.class_names = list(class_names)
+        self.conv_base = dict(conv_base) if conv_base else None
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "class_names": self.class_names,
+            "conv_base": self.conv_base,
+        }
+
+
+@keras.saving.register_keras_serializable(package="smallcnn")
+class RandomShear(keras.layers.RandomShear):
+    """Keras' RandomShear with a config it can load back.
+
+    Keras 3.15 saves the factors as the (-f, f) range it samples from, and its constructor
+    refuses negative numbers, so a saved model with RandomShear does not load.
+    """
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("x_factor", "y_factor"):
+            config[key] = max(abs(float(v)) for v in config[key])
+        return config
+
+
+def model_info(model):
+    """(class_names, conv_base) stored in a model built by this module."""
+    try:
+        layer = model.get_layer("model_info")
+    except ValueError:
+        raise UserError(
+            f"model {model.name!r} has no model_info layer: it was not made by smallcnn, "
+            "so its class names are unknown"
+        ) from None
+    return layer.class_names, layer.conv_base
+
+
+def build_augmentation(augmentation, seed):
+    """Random transforms of the book's ImageDataGenerator as preprocessing layers.
+
+    They work on float images in 0..255 and are active only when training=True. `shear` is an
+    angle in radians, as in the Keras of the book; Keras' RandomShear takes the horizontal shift
+    per unit of height, sin(angle) as in ImageDataGenerator's shear matrix.
+    """
+    fill = augmentation.get("fill_mode", "nearest")
+    # float32 whatever the global policy: the resampling kernels are float32 on CPU, and
+    # bfloat16 would round pixel values.
+    common = {"fill_mode": fill, "dtype": "float32"}
+    layers = []
+    if augmentation.get("rotation"):
+        layers.append(
+            keras.layers.RandomRotation(
+                augmentation["rotation"] / 360, seed=seed, name="rotation", **common
+            )
+        )
+    if augmentation.get("width_shift") or augmentation.get("height_shift"):
+        layers.append(
+            keras.layers.RandomTranslation(
+                augmentation.get("height_shift", 0),
+                augmentation.get("width_shift", 0),
+                seed=seed + 1,
+                name="translation",
+                **common,
+            )
+        )
+    if augmentation.get("shear"):
+        layers.append(
+            RandomShear(
+                x_factor=math.sin(augmentation["shear"]),
+                y_factor=0.0,
+                seed=seed + 2,
+                name="shear",
+                **common,
+            )
+        )
+    if augmentation.get("zoom"):
+        # Height and width zoom independently, as ImageDataGenerator's zoom_range does.
+        layers.append(
+            keras.layers.RandomZoom(
+                augmentation["zoom"], augmentation["zoom"], seed=seed + 3, name="zoom", **common
+            )
+        )
+    if augmentation.get("horizontal_flip"):
+        layers.append(
+            keras.layers.RandomFlip("horizontal", seed=seed + 4, name="flip", dtype="float32")
+        )
+    return keras.Sequential(layers, name="augmentation")
+
+
+def _output(x, n_classes, class_names, conv_base=None):
+    if n_classes < 2:
+        raise UserError(f"need at least two classes to train a classifier, found {n_classes}")
+    if n_classes == 2:
+        x = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="output")(x)
+    else:
+        x = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="output")(x)
+    return ModelInfo(class_names, conv_base)(x)
+
+
+def _class_names(class_names, n_classes):
+    return list(class_names) if class_names else [str(k) for k in range(n_classes)]
+
+
+def build_scratch(
+    input_shape,
+    n_classes,
+    dropout=0.0,
+    dense_units=512,
+    augmentation=None,
+    seed=0,
+    class_names=None,
+):
+    """The book's small convnet; with `augmentation` it is the augmented experiment's model."""
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = inputs
+    if augmentation:
+        x = build_augmentation(augmentation, seed)(x)
+    x = keras.layers.Rescaling(1 / 255, name="rescaling")(x)
+    for block, filters in enumerate((32, 64, 128, 128), start=1):
+        x = keras.layers.Conv2D(filters, 3, activation="relu", name=f"conv{block}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{block}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
+    outputs = _output(x, n_classes, _class_names(class_names, n_classes))
+    return keras.Model(inputs, outputs, name="augmented" if augmentation else "scratch")
+
+
+def build_conv_base(name, weights_path, input_shape):
+    """A keras.applications conv base without its top, with its own preprocessing inside.
+
+    `weights_path`: a .weights.h5 file of the base (imagenet, fetched by smallcnn.weights, or
+    any other), or None for random weights. The returned model takes images in 0..255.
+    """
+    if name not in CONV_BASES:
+        raise UserError(f"unknown conv base {name!r}: choose one of {', '.join(CONV_BASES)}")
+    application, _ = CONV_BASES[name]
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    preprocessed = ImagePreprocessing(name, name="preprocess")(inputs)
+    base = application(include_top=False, weights=None, input_tensor=preprocessed)
+    if weights_path:
+        try:
+            base.load_weights(weights_path)
+        except (ValueError, OSError) as error:
+            raise UserError(
+                f"cannot load {weights_path} into {name} without its top ({error}); "
+                "conv_base.weights must be a .weights.h5 file of that base"
+            ) from None
+    return base
+
+
+def build_feature_classifier(
+    feature_shape, n_classes, dense_units=256, dropout=0.5, seed=0, class_names=None, conv_base=None
+):
+    """The dense classifier trained on extracted conv-base features."""
+    inputs = keras.Input(shape=tuple(feature_shape), name="features")
+    x = keras.layers.Flatten(name="flatten")(inputs)
+    x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    outputs = _output(x, n_classes, _class_names(class_names, n_classes), conv_base)
+    return keras.Model(inputs, outputs, name="features")
+
+
+def build_frozen(
+    base,
+    n_classes,
+    dense_units=256,
+    dropout=0.0,
+    augmentation=None,
+    seed=0,
+    class_names=None,
+    conv_base=None,
+):
+    """A frozen conv base with a new dense head, trained end to end on (augmented) images.
+
+    The base is called with training=False so that BatchNormalization layers, in bases that have
+    them, stay in inference mode even after make_finetunable unfreezes them.
+    """
+    base.trainable = False
+    inputs = keras.Input(shape=base.input_shape[1:], name="image")
+    x = inputs
+    if augmentation:
+        x = build_augmentation(augmentation, seed)(x)
+    x = base(x, training=False)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    outputs = _output(x, n_classes, _class_names(class_names, n_classes), conv_base)
+    return keras.Model(inputs, outputs, name="frozen")
+
+
+def conv_base_of(model):
+    """The nested conv base model of a frozen or finetuned model."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and layer.name != "augmentation":
+            return layer
+    raise UserError(f"model {model.name!r} has no nested conv base to fine-tune")
+
+
+def make_finetunable(model, unfreeze_from):
+    """Unfreeze the conv base from layer `unfreeze_from` on; the caller recompiles."""
+    base = conv_base_of(model)
+    names = [layer.name for layer in base.layers]
+    if unfreeze_from not in names:
+        conv_names = [n for n in names if "conv" in n][-6:]
+        raise UserError(
+            f"conv_base.unfreeze_from={unfreeze_from!r} is not a layer of {base.name}; "
+            f"its last conv layers are {', '.join(conv_names)}"
+        )
+    base.trainable = True
+    start = names.index(unfreeze_from)
+    for index, layer in enumerate(base.layers):
+        layer.trainable = index >= start
+    return model
+
+
+def with_augmentation(model, augmentation, seed, name=None):
+    """The same layers and weights as the linear `model`, with its augmentation replaced.
+
+    finetuned starts from the saved frozen model but augments with its own settings.
+    """
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    x = inputs
+    if augmentation:
+        x = build_augmentation(augmentation, seed)(x)
+    for layer in model.layers[1:]:
+        if layer.name == "augmentation":
+            continue
+        x = layer(x, training=False) if isinstance(layer, keras.Model) else layer(x)
+    return keras.Model(inputs, x, name=name or model.name)

@@ -1,0 +1,149 @@
+"""Classify new images with any trained model.
+
+    python -m smallcnn.predict --model results/models/finetuned.keras [--out preds.csv] \
+        IMAGE_OR_DIR...
+
+One row per file: file, predicted, probability, error. A file that cannot be read gets a row with
+the error and the others go on; the exit status is non-zero only when nothing was classified.
+"""
+
+import argparse
+import contextlib
+import csv
+import logging
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from smallcnn import datasets, evaluation, features, models
+from smallcnn.errors import UserError
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 32
+
+
+def expand(paths):
+    """Files named, and every file under the folders named, in order; missing paths kept (they
+    get an error row)."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        else:
+            files.append(path)
+    return files
+
+
+def _short(message):
+    """TensorFlow's error message without its op decorations, on one line."""
+    message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message)
+    message = re.sub(r"\s*\[Op:\w+\].*$", "", message, flags=re.S)
+    return " ".join(message.split())[:200]
+
+
+def _feature_base(conv_base, weights):
+    """The conv base a features classifier was trained on, rebuilt with the same weights."""
+    if conv_base is None:
+        raise UserError("the model takes features but does not say which conv base made them")
+    if conv_base["weights"] == "none":
+        raise UserError(
+            "this features model was trained on features of a randomly initialised conv base, "
+            "which cannot be rebuilt: classify with another model"
+        )
+    if weights is None:
+        weights = conv_base["weights"]
+        if weights == "imagenet":
+            weights = f"resources/weights/{conv_base['name']}_imagenet_notop.weights.h5"
+    if not Path(weights).is_file():
+        raise UserError(
+            f"the conv base weights {weights} are not here: pass --weights with the "
+            f"{conv_base['name']} weights file the features were extracted with"
+        )
+    if features.file_sha256(weights) != conv_base["weights_sha256"]:
+        raise UserError(f"{weights} is not the weights file the features were extracted with")
+    size = tuple(conv_base["input_size"])
+    return models.build_conv_base(conv_base["name"], weights, (*size, 3)), size
+
+
+def predict(model_path, paths, weights=None):
+    """Rows {file, predicted, probability, error} for every file of `paths`."""
+    import keras
+    import tensorflow as tf
+
+    model = keras.saving.load_model(model_path, compile=False)
+    class_names, conv_base = models.model_info(model)
+    base = None
+    if model.input_shape[-1] == 3 and len(model.input_shape) == 4:
+        image_size = tuple(model.input_shape[1:3])
+    else:
+        base, image_size = _feature_base(conv_base, weights)
+
+    rows, batch, batch_rows = [], [], []
+
+    def flush():
+        if not batch:
+            return
+        images = np.stack(batch).astype("float32")
+        inputs = base.predict(images, verbose=0) if base is not None else images
+        probabilities = evaluation.class_probabilities(model.predict(inputs, verbose=0))
+        for row, p, k in zip(
+            batch_rows, probabilities, evaluation.predicted_classes(probabilities), strict=True
+        ):
+            row.update(predicted=class_names[k], probability=f"{p[k]:.6f}")
+        batch.clear()
+        batch_rows.clear()
+
+    for path in expand(paths):
+        row = {"file": str(path), "predicted": "", "probability": "", "error": ""}
+        rows.append(row)
+        try:
+            image = datasets.decode_and_resize(tf.io.read_file(str(path)), image_size)
+        except (tf.errors.OpError, OSError) as error:
+            row["error"] = _short(getattr(error, "message", None) or str(error))
+            continue
+        batch.append(image.numpy())
+        batch_rows.append(row)
+        if len(batch) == BATCH_SIZE:
+            flush()
+    flush()
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m smallcnn.predict", description="Classify images with a trained model."
+    )
+    parser.add_argument("--model", required=True, help="a results/models/<name>.keras file")
+    parser.add_argument("--out", help="CSV file to write (default: standard output)")
+    parser.add_argument(
+        "--weights",
+        help="for features.keras: the conv base weights file the features were extracted with",
+    )
+    parser.add_argument("paths", nargs="+", metavar="IMAGE_OR_DIR")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        rows = predict(args.model, args.paths, args.weights)
+    except (UserError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as stack:
+        stream = stack.enter_context(open(args.out, "w", newline="")) if args.out else sys.stdout
+        writer = csv.DictWriter(stream, fieldnames=["file", "predicted", "probability", "error"])
+        writer.writeheader()
+        writer.writerows(rows)
+    failed = sum(1 for row in rows if row["error"])
+    print(f"classified {len(rows) - failed} of {len(rows)} files", file=sys.stderr)
+    return 0 if len(rows) > failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
