@@ -1,0 +1,197 @@
+"""The report's figures: matplotlib charts and image thumbnails, as PNG files and data URIs."""
+
+import base64
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+# No display on cluster nodes or in CI: render off-screen.
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+TRAIN_COLOUR = "#1f77b4"
+VALIDATION_COLOUR = "#d62728"
+BEST_COLOUR = "#2ca02c"
+LR_COLOUR = "#7f7f7f"
+BOOK_COLOUR = "#ff7f0e"
+DPI = 100
+
+
+@dataclass
+class Figure:
+    """One rendered figure: what the report embeds and what Snakemake's report picks up."""
+
+    uri: str
+    alt: str
+    path: Path | None
+
+
+def png_data_uri(png: bytes):
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+class FigureWriter:
+    """Renders figures to PNG, writes them under `directory/<section>/<name>.png` (when given)
+    for `snakemake --report`, and returns them as data URIs for the self-contained HTML."""
+
+    def __init__(self, directory=None):
+        self.directory = Path(directory) if directory is not None else None
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+
+    def save(self, fig, section, name, alt):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+        plt.close(fig)
+        return self.save_png(buffer.getvalue(), section, name, alt)
+
+    def save_png(self, png, section, name, alt):
+        path = None
+        if self.directory is not None:
+            path = self.directory / section / f"{name}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png)
+        return Figure(uri=png_data_uri(png), alt=alt, path=path)
+
+
+def accuracy_chart(rows):
+    """Test accuracy with its 95% interval per experiment, the book's figure beside it.
+
+    `rows`: dicts with name, accuracy, ci_low, ci_high and book (None when the book has none).
+    """
+    names = [row["name"] for row in rows]
+    positions = np.arange(len(rows))[::-1]
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(rows) + 1.2))
+    accuracy = np.array([row["accuracy"] for row in rows])
+    low = accuracy - np.array([row["ci_low"] for row in rows])
+    high = np.array([row["ci_high"] for row in rows]) - accuracy
+    ax.errorbar(
+        accuracy * 100,
+        positions,
+        xerr=[low * 100, high * 100],
+        fmt="o",
+        color=TRAIN_COLOUR,
+        capsize=4,
+        label="this run: test accuracy, 95% interval",
+    )
+    book = [(row["book"], pos) for row, pos in zip(rows, positions, strict=True) if row["book"]]
+    if book:
+        ax.scatter(
+            [value * 100 for value, _ in book],
+            [pos for _, pos in book],
+            marker="D",
+            facecolors="none",
+            edgecolors=BOOK_COLOUR,
+            s=50,
+            label="the book's figure",
+            zorder=3,
+        )
+    ax.set_yticks(positions, names)
+    ax.set_xlabel("accuracy (%)")
+    lowest = min([row["ci_low"] for row in rows] + [value for value, _ in book])
+    ax.set_xlim(max(0, lowest * 100 - 5), 100.5)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False, fontsize=9)
+    return fig
+
+
+def learning_curves(history, best_epoch, lr_changes, title):
+    """Accuracy and loss per epoch, train vs validation, the kept epoch and learning-rate changes.
+
+    `history`: a DataFrame with Keras CSVLogger columns (epoch 0-based); `best_epoch` 1-based;
+    `lr_changes`: (epoch 1-based, learning rate) after the first epoch.
+    """
+    epochs = history["epoch"].to_numpy() + 1
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharex=True)
+    for ax, metric, label in ((axes[0], "accuracy", "accuracy"), (axes[1], "loss", "loss")):
+        ax.plot(epochs, history[metric], "o-", color=TRAIN_COLOUR, ms=3, label="train")
+        if f"val_{metric}" in history:
+            ax.plot(
+                epochs,
+                history[f"val_{metric}"],
+                "s--",
+                color=VALIDATION_COLOUR,
+                ms=3,
+                label="validation",
+            )
+        if best_epoch:
+            ax.axvline(best_epoch, color=BEST_COLOUR, lw=1.5, label=f"kept: epoch {best_epoch}")
+        for epoch, rate in lr_changes:
+            ax.axvline(epoch, color=LR_COLOUR, lw=1, ls=":")
+            ax.annotate(
+                f"lr {rate:.0e}",
+                (epoch, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(2, -2),
+                textcoords="offset points",
+                va="top",
+                fontsize=7,
+                color=LR_COLOUR,
+            )
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        # Whole epochs only: a two-epoch run must not show epoch 1.5.
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(matrix, class_names, title):
+    matrix = np.asarray(matrix)
+    size = 1.2 + 0.5 * len(class_names)
+    fig, ax = plt.subplots(figsize=(size + 0.8, size))
+    ax.imshow(matrix, cmap="Blues")
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
+    ax.set_yticks(ticks, class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, col), value in np.ndenumerate(matrix):
+        ax.text(
+            col,
+            row,
+            str(value),
+            ha="center",
+            va="center",
+            color="white" if value > threshold else "black",
+        )
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images, captions, columns):
+    """Images (uint8 arrays) in a grid with a caption above each."""
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.1 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions, strict=False):
+        ax.imshow(image)
+        ax.set_title(caption, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def thumbnail(path, size):
+    """The image at `path` in RGB, shrunk to fit in size x size pixels."""
+    with Image.open(path) as image:
+        small = image.convert("RGB")
+        small.thumbnail((size, size))
+    return small
+
+
+def png_bytes(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()

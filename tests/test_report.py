@@ -1,0 +1,567 @@
+"""The comparison report rendered from a fabricated results/ tree in the formats of common.md."""
+
+import csv
+import hashlib
+import importlib.util
+import json
+import re
+import zipfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO, make_class_images, run_snakemake
+
+from smallcnn.errors import UserError
+from smallcnn.report import ReportInputs, ReportSettings, write_report
+from smallcnn.stats import mcnemar_exact
+
+ALL = ["scratch", "augmented", "features", "frozen", "finetuned"]
+CLASSES = ("cat", "dog")
+PER_CLASS = {"train": 4, "validation": 2, "test": 10}
+# Fraction of test images each fabricated model gets right: the book's ordering.
+ACCURACY = {"scratch": 0.55, "augmented": 0.65, "features": 0.75, "frozen": 0.8, "finetuned": 0.85}
+SECTIONS = [
+    "summary",
+    "significance",
+    "learning-curves",
+    "augmentation",
+    "errors",
+    "data",
+    "provenance",
+]
+# A file name that would inject markup if the template did not escape.
+HOSTILE = "cat/<img src=x onerror=alert(1)>.jpg"
+REJECTED = {
+    "corrupt": ["train/cat.13.jpg", "train/dog.2.jpg", HOSTILE],
+    "too_small": ["train/dog.77.jpg"],
+    "duplicate": ["train/cat.4.jpg", "train/cat.5.jpg"],
+}
+BENCHMARK_HEADER = (
+    "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+)
+
+
+def write_csv(path, rows, columns):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_json(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+
+
+def write_benchmark(path, seconds, rss_mb):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        BENCHMARK_HEADER
+        + f"{seconds:.4f}\t0:00:{int(seconds):02d}\t{rss_mb:.2f}\t2000.1\t{rss_mb - 5:.2f}\t"
+        f"{rss_mb - 3:.2f}\t1.20\t0.40\t85.3\t{seconds * 1.6:.2f}\n"
+    )
+
+
+def fabricate_results(root, experiments=ALL, base="vgg16", seed=0):
+    """Write a complete results/ tree (and benchmarks/) under `root` in the formats of common.md.
+
+    Returns {"correct": {name: {file: bool}}, "probability": {name: {file: p}}} for checks.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    data = root / "results" / "data"
+    split_rows, manifest_rows = [], []
+    for offset, (split, count) in enumerate(PER_CLASS.items()):
+        paths = make_class_images(
+            data / split, CLASSES, per_class=count, size=(40, 32), seed=offset, ext="png"
+        )
+        for path in paths:
+            label, name = path.parent.name, path.name
+            source = f"train/{label}.{split}{name}"
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            split_rows.append(
+                {
+                    "file": source,
+                    "label": label,
+                    "split": split,
+                    "sha256": digest,
+                    "path": f"{label}/{name}",
+                }
+            )
+            manifest_rows.append(
+                {
+                    "file": source,
+                    "label": label,
+                    "sha256": digest,
+                    "width": 40,
+                    "height": 32,
+                    "status": "ok",
+                    "detail": "",
+                }
+            )
+    for reason, files in REJECTED.items():
+        for file in files:
+            manifest_rows.append(
+                {
+                    "file": file,
+                    "label": "cat" if "cat" in file else "dog",
+                    "sha256": "",
+                    "width": "",
+                    "height": "",
+                    "status": reason,
+                    "detail": f"{reason.replace('_', ' ')} <b>detail</b>",
+                }
+            )
+    write_csv(data / "splits.csv", split_rows, ["file", "label", "split", "sha256", "path"])
+    write_csv(
+        data / "manifest.csv",
+        manifest_rows,
+        ["file", "label", "sha256", "width", "height", "status", "detail"],
+    )
+    n_ok = len(split_rows)
+    write_json(
+        data / "rejections.json",
+        {
+            "n_files": len(manifest_rows),
+            "n_ok": n_ok,
+            "by_class": {label: n_ok // 2 for label in CLASSES},
+            "by_reason": {
+                reason: {"count": len(files), "examples": files[:5]}
+                for reason, files in REJECTED.items()
+            },
+        },
+    )
+
+    test_files = sorted(row["path"] for row in split_rows if row["split"] == "test")
+    truth = {file: file.split("/")[0] for file in test_files}
+    results = root / "results"
+    record = {"correct": {}, "probability": {}}
+    for name in experiments:
+        right = set(
+            rng.choice(test_files, size=round(ACCURACY[name] * len(test_files)), replace=False)
+        )
+        rows, matrix = [], np.zeros((2, 2), dtype=int)
+        for file in test_files:
+            label = truth[file]
+            predicted = label if file in right else next(c for c in CLASSES if c != label)
+            probability = float(rng.uniform(0.5, 1.0))
+            matrix[CLASSES.index(label), CLASSES.index(predicted)] += 1
+            rows.append(
+                {
+                    "file": file,
+                    "label": label,
+                    "predicted": predicted,
+                    "probability": f"{probability:.6f}",
+                    "correct": "true" if file in right else "false",
+                }
+            )
+            record["correct"].setdefault(name, {})[file] = file in right
+            record["probability"].setdefault(name, {})[file] = round(probability, 6)
+        write_csv(
+            results / "predictions" / f"{name}.csv",
+            rows,
+            ["file", "label", "predicted", "probability", "correct"],
+        )
+        epochs = 6
+        lr = [1e-3] * 4 + [5e-4] * 2
+        write_csv(
+            results / "history" / f"{name}.csv",
+            [
+                {
+                    "epoch": e,
+                    "accuracy": 0.5 + 0.07 * e,
+                    "loss": 0.7 - 0.08 * e,
+                    "val_accuracy": 0.5 + 0.05 * e - 0.01 * max(0, e - 3),
+                    "val_loss": 0.72 - 0.05 * e + 0.03 * max(0, e - 3),
+                    "learning_rate": lr[e],
+                }
+                for e in range(epochs)
+            ],
+            ["epoch", "accuracy", "loss", "val_accuracy", "val_loss", "learning_rate"],
+        )
+        accuracy = len(right) / len(test_files)
+        uses_base = name in ("features", "frozen", "finetuned")
+        weights = {"source": "imagenet", "sha256": "ab" * 32} if uses_base else None
+        write_json(
+            results / "models" / f"{name}.json",
+            {
+                "experiment": name,
+                "epochs_run": epochs,
+                "best_epoch": 4,
+                "stopped_early": name != "scratch",
+                "train_seconds": 93.5,
+                "monitor": "val_loss",
+                "class_names": list(CLASSES),
+                "lr_changes": [
+                    {"epoch": 1, "learning_rate": 1e-3},
+                    {"epoch": 5, "learning_rate": 5e-4},
+                ],
+                "precision": "float32",
+                "device": "CPU",
+                "seed": 1337,
+                "versions": {"tensorflow": "2.21.0", "keras": "3.15.1"},
+                "weights": weights,
+            },
+        )
+        write_json(
+            results / "metrics" / f"{name}.json",
+            {
+                "experiment": name,
+                "test_accuracy": accuracy,
+                "test_loss": 1.0 - accuracy,
+                "roc_auc": min(1.0, accuracy + 0.05),
+                "confusion_matrix": matrix.tolist(),
+                "class_names": list(CLASSES),
+                "n_test": len(test_files),
+                "accuracy_ci95": [accuracy - 0.2, min(1.0, accuracy + 0.1)],
+                "epochs_run": epochs,
+                "best_epoch": 4,
+                "stopped_early": name != "scratch",
+                "train_seconds": 93.5,
+                "params_trainable": 3_453_121,
+                "params_total": 3_453_121 + (14_714_688 if uses_base else 0),
+            },
+        )
+
+    benchmarks = root / "benchmarks"
+    write_benchmark(benchmarks / "prepare.tsv", 3.2, 180.0)
+    write_benchmark(benchmarks / "split.tsv", 1.5, 150.0)
+    if "features" in experiments:
+        for split in PER_CLASS:
+            write_benchmark(benchmarks / "features" / base / f"{split}.tsv", 20.0, 1500.0)
+    trained = set(experiments) | ({"frozen"} if "finetuned" in experiments else set())
+    for name in trained:
+        write_benchmark(benchmarks / "train" / f"{name}.tsv", 125.0, 2500.0)
+    for name in experiments:
+        write_benchmark(benchmarks / "evaluate" / f"{name}.tsv", 12.0, 900.0)
+    return record
+
+
+def report_inputs(root, experiments):
+    root = Path(root)
+    results = root / "results"
+    return ReportInputs(
+        metrics=[results / "metrics" / f"{n}.json" for n in experiments],
+        predictions=[results / "predictions" / f"{n}.csv" for n in experiments],
+        histories=[results / "history" / f"{n}.csv" for n in experiments],
+        summaries=[results / "models" / f"{n}.json" for n in experiments],
+        manifest=results / "data" / "manifest.csv",
+        rejections=results / "data" / "rejections.json",
+        splits=results / "data" / "splits.csv",
+        train=results / "data" / "train",
+        test=results / "data" / "test",
+        benchmarks=sorted((root / "benchmarks").rglob("*.tsv")),
+    )
+
+
+def report_settings(root, experiments, augmentation=None, misclassified=6, repo=REPO):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["experiments"] = list(experiments)
+    return ReportSettings(
+        experiments=list(experiments),
+        config=config,
+        repo=str(repo),
+        benchmarks_dir=str(Path(root) / "benchmarks"),
+        misclassified=misclassified,
+        augmentation=augmentation,
+        augmentation_examples=8,
+        image_size=[48, 48],
+        seed=1337,
+    )
+
+
+class Page(HTMLParser):
+    """The parts of the report the tests look at: sections, images, tables' body rows."""
+
+    def __init__(self, html):
+        super().__init__(convert_charrefs=True)
+        self.sections, self.images, self.scripts, self.links = [], [], 0, []
+        self.tables = {}
+        self._table = None
+        self._in_body = False
+        self._row = None
+        self._cell = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "section":
+            self.sections.append(attrs.get("id"))
+        elif tag == "img":
+            self.images.append(attrs)
+        elif tag == "script":
+            self.scripts += 1
+        elif tag in ("link", "a"):
+            self.links.append(attrs.get("href"))
+        elif tag == "table":
+            self._table = attrs.get("id") or f"table-{len(self.tables)}"
+            self.tables[self._table] = []
+        elif tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._in_body:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "tbody":
+            self._in_body = False
+        elif tag == "tr" and self._row is not None:
+            self.tables[self._table].append(self._row)
+            self._row = None
+        elif tag in ("td", "th") and self._cell is not None:
+            self._row.append(" ".join(" ".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("full")
+    record = fabricate_results(root)
+    out = root / "results" / "report.html"
+    figures_dir = root / "results" / "report_figures"
+    write_report(report_inputs(root, ALL), report_settings(root, ALL), out, figures_dir)
+    html = out.read_text(encoding="utf-8")
+    return {"root": root, "record": record, "out": out, "html": html, "page": Page(html)}
+
+
+def test_every_section_is_present_in_order(full_report):
+    assert full_report["page"].sections == SECTIONS
+
+
+def test_every_image_has_alt_text_and_is_embedded(full_report):
+    images = full_report["page"].images
+    # Accuracy chart, five learning curves, the three test images finetuned got wrong.
+    assert len(images) == 1 + 5 + 3
+    for image in images:
+        assert image.get("alt", "").strip(), image
+        assert image["src"].startswith("data:image/png;base64,"), image["src"][:40]
+
+
+def test_the_report_is_self_contained_and_needs_no_javascript(full_report):
+    page, html = full_report["page"], full_report["html"]
+    assert page.scripts == 0
+    # Only links to its own sections.
+    assert all(link.startswith("#") for link in page.links), page.links
+    for outside in ("http://", "https://", "@import", "url("):
+        assert outside not in html
+    assert len(full_report["out"].read_bytes()) < 20_000_000
+
+
+def test_markup_in_data_is_escaped(full_report):
+    html = full_report["html"]
+    assert "<img src=x onerror" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<b>detail</b>" not in html
+
+
+def test_summary_table_has_one_row_per_experiment_with_the_books_figures(full_report):
+    rows = full_report["page"].tables["summary-table"]
+    assert [row[0].split()[0] for row in rows] == ALL
+    finetuned = rows[-1]
+    assert finetuned[1] == "85.0%"
+    # Best epoch / epochs run, what ended training, trainable / total parameters, the book's figure.
+    assert finetuned[5] == "4 / 6"
+    assert finetuned[6] == "early stopping"
+    assert rows[0][6] == "epoch limit"
+    assert finetuned[7] == "1 min 34 s"
+    assert finetuned[8] == "3,453,121 / 18,167,809"
+    assert [row[9] for row in rows] == ["71.0%", "82.0%", "90.0%", "96.0%", "96.8%"]
+    assert "Best on this test set: <strong>finetuned</strong>" in " ".join(
+        full_report["html"].split()
+    )
+
+
+def test_mcnemar_table_compares_consecutive_experiments_and_scratch_with_the_best(full_report):
+    rows = full_report["page"].tables["mcnemar-table"]
+    assert [row[0] for row in rows] == [
+        "scratch vs augmented",
+        "augmented vs features",
+        "features vs frozen",
+        "frozen vs finetuned",
+        "scratch vs finetuned",
+    ]
+    correct = full_report["record"]["correct"]
+    for row in rows:
+        a, b = row[0].split(" vs ")
+        only_a = sum(correct[a][f] and not correct[b][f] for f in correct[a])
+        only_b = sum(correct[b][f] and not correct[a][f] for f in correct[a])
+        assert row[1] == "20"
+        assert (row[3], row[4]) == (str(only_a), str(only_b))
+        p_value = mcnemar_exact(only_a, only_b)
+        assert row[5] == ("< 0.0001" if p_value < 1e-4 else f"{p_value:.4f}")
+        assert ("is better" in row[6]) == (p_value < 0.05)
+
+
+def test_confusion_matrices_and_most_confidently_wrong_images(full_report):
+    page, record = full_report["page"], full_report["record"]
+    for name in ALL:
+        rows = page.tables[f"confusion-{name}"]
+        assert [row[0] for row in rows] == list(CLASSES)
+        assert sum(int(cell) for row in rows for cell in row[1:3]) == 20
+    wrong = {
+        file: p
+        for file, p in record["probability"]["finetuned"].items()
+        if not record["correct"]["finetuned"][file]
+    }
+    expected = sorted(wrong, key=lambda f: (-wrong[f], f))[:6]
+    thumbnails = [image for image in page.images if image["alt"].startswith("Test image")]
+    assert [re.match(r"Test image (\S+):", i["alt"]).group(1) for i in thumbnails] == expected
+
+
+def test_data_tables_count_images_per_split_and_rejections_per_reason(full_report):
+    page = full_report["page"]
+    assert page.tables["split-table"] == [
+        ["cat", "4", "2", "10", "16"],
+        ["dog", "4", "2", "10", "16"],
+    ]
+    rejected = {row[0]: row for row in page.tables["rejection-table"]}
+    assert {reason: int(row[1]) for reason, row in rejected.items()} == {
+        reason: len(files) for reason, files in REJECTED.items()
+    }
+    assert "train/cat.4.jpg" in rejected["duplicate"][2]
+
+
+def test_provenance_lists_jobs_weights_versions_and_git_commit(full_report):
+    page, html = full_report["page"], full_report["html"]
+    jobs = [row[0] for row in page.tables["benchmark-table"]]
+    assert set(jobs) == {
+        "prepare",
+        "split",
+        *(f"features/vgg16/{s}" for s in PER_CLASS),
+        *(f"train/{n}" for n in ALL),
+        *(f"evaluate/{n}" for n in ALL),
+    }
+    train = next(row for row in page.tables["benchmark-table"] if row[0] == "train/frozen")
+    assert train[1:] == ["2 min 05 s", "3 min 20 s", "2500 MB"]
+    training = {row[0]: row for row in page.tables["training-table"]}
+    assert training["frozen"][6] == "ab" * 32
+    assert training["scratch"][5].startswith("none")
+    versions = dict(page.tables["version-table"])
+    assert versions["tensorflow"] and versions["snakemake"]
+    assert re.search(r"git commit <code>[0-9a-f]{40}</code>", html)
+    assert "experiments:\n- scratch" in html
+
+
+def test_figures_are_written_as_files_for_snakemake_report(full_report):
+    figures_dir = full_report["root"] / "results" / "report_figures"
+    written = sorted(p.relative_to(figures_dir).as_posix() for p in figures_dir.rglob("*.png"))
+    assert written == sorted(
+        ["summary/accuracy.png", "errors/most-confidently-wrong-finetuned.png"]
+        + [f"learning-curves/{n}.png" for n in ALL]
+        + [f"confusion/{n}.png" for n in ALL]
+    )
+
+
+def test_a_subset_of_experiments_reports_only_those_in_the_books_order(tmp_path):
+    subset = ["features", "scratch"]
+    fabricate_results(tmp_path, subset)
+    out = tmp_path / "report.html"
+    write_report(report_inputs(tmp_path, subset), report_settings(tmp_path, subset), out)
+    html = out.read_text(encoding="utf-8")
+    page = Page(html)
+    assert page.sections == SECTIONS
+    assert [row[0].split()[0] for row in page.tables["summary-table"]] == ["scratch", "features"]
+    assert [row[0] for row in page.tables["mcnemar-table"]] == ["scratch vs features"]
+    assert {row[0].split("/")[-1] for row in page.tables["benchmark-table"]} >= {"scratch"}
+    assert not [n for n in ("augmented", "frozen", "finetuned") if f"curves-{n}" in html]
+    assert "frozen" not in " ".join(row[0] for row in page.tables["training-table"])
+
+
+def test_outside_a_git_checkout_the_report_says_the_code_version_is_unknown(tmp_path):
+    fabricate_results(tmp_path, ["scratch"])
+    out = tmp_path / "report.html"
+    settings = report_settings(tmp_path, ["scratch"], repo=tmp_path)
+    write_report(report_inputs(tmp_path, ["scratch"]), settings, out)
+    html = out.read_text(encoding="utf-8")
+    assert "not a git checkout" in html
+    assert "there is nothing to compare" in html
+
+
+def test_a_missing_experiment_file_is_a_user_error(tmp_path):
+    fabricate_results(tmp_path, ["scratch", "features"])
+    inputs = report_inputs(tmp_path, ["scratch", "features"])
+    inputs.predictions = inputs.predictions[:1]
+    with pytest.raises(UserError, match="no predictions file for features"):
+        write_report(
+            inputs, report_settings(tmp_path, ["scratch", "features"]), tmp_path / "r.html"
+        )
+
+
+def test_predictions_on_different_test_sets_are_a_user_error(tmp_path):
+    fabricate_results(tmp_path, ["scratch", "features"])
+    path = tmp_path / "results" / "predictions" / "features.csv"
+    path.write_text(path.read_text().replace("cat/", "other/").replace("dog/", "other-dog/"))
+    with pytest.raises(UserError, match="share no test image"):
+        write_report(
+            report_inputs(tmp_path, ["scratch", "features"]),
+            report_settings(tmp_path, ["scratch", "features"]),
+            tmp_path / "r.html",
+        )
+
+
+def test_augmentation_grid_is_made_by_the_pipelines_layers(tmp_path):
+    if importlib.util.find_spec("smallcnn.models") is None:
+        pytest.skip("smallcnn.models (build_augmentation) is not written yet")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    fabricate_results(tmp_path, ["augmented"])
+    out = tmp_path / "report.html"
+    figures_dir = tmp_path / "figures"
+    settings = report_settings(tmp_path, ["augmented"], augmentation=config["augmentation"])
+    write_report(report_inputs(tmp_path, ["augmented"]), settings, out, figures_dir)
+    page = Page(out.read_text(encoding="utf-8"))
+    grid = [image for image in page.images if "augmentation layers" in image["alt"]]
+    assert len(grid) == 1 and grid[0]["src"].startswith("data:image/png;base64,")
+    assert (figures_dir / "augmentation" / "grid.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_dry_run_of_a_subset_builds_only_what_the_report_needs(tmp_path):
+    result = run_snakemake(
+        tmp_path,
+        ["results/report.html"],
+        configfiles=[REPO / "config" / "demo.yaml"],
+        config={"experiments": ["scratch", "features"]},
+        args=["--dry-run"],
+    )
+    jobs = result.stdout
+    for wanted in ("results/models/scratch.keras", "results/models/features.keras", "rule report"):
+        assert wanted in jobs
+    for unwanted in ("frozen", "augmented", "finetuned"):
+        assert unwanted not in jobs, unwanted
+
+
+@pytest.mark.slow
+def test_the_rule_renders_the_report_and_snakemake_report_collects_its_figures(tmp_path):
+    subset = ["scratch", "features"]
+    fabricate_results(tmp_path, subset)
+    config = {"experiments": subset}
+    demo = [REPO / "config" / "demo.yaml"]
+    # Only the report rule may run: everything upstream is the fabricated tree.
+    only_report = ["--allowed-rules", "report"]
+    run_snakemake(
+        tmp_path, ["results/report.html"], configfiles=demo, config=config, args=only_report
+    )
+    page = Page((tmp_path / "results" / "report.html").read_text(encoding="utf-8"))
+    assert [row[0].split()[0] for row in page.tables["summary-table"]] == subset
+    assert "report" not in [row[0] for row in page.tables["benchmark-table"]]
+    run_snakemake(
+        tmp_path,
+        ["results/report.html"],
+        configfiles=demo,
+        config=config,
+        args=[*only_report, "--report", "snakemake-report.zip"],
+    )
+    with zipfile.ZipFile(tmp_path / "snakemake-report.zip") as archive:
+        names = archive.namelist()
+    for figure in ("accuracy.png", "scratch.png", "features.png"):
+        assert any(name.endswith(figure) for name in names), (figure, names)
+    assert any(name.endswith("report.html") for name in names)
