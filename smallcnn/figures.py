@@ -68,8 +68,9 @@ def accuracy_chart(rows):
     positions = np.arange(len(rows))[::-1]
     fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(rows) + 1.2))
     accuracy = np.array([row["accuracy"] for row in rows])
-    low = accuracy - np.array([row["ci_low"] for row in rows])
-    high = np.array([row["ci_high"] for row in rows]) - accuracy
+    # Clipped: rounding in the metrics file may put a bound a hair on the wrong side.
+    low = np.maximum(accuracy - np.array([row["ci_low"] for row in rows]), 0)
+    high = np.maximum(np.array([row["ci_high"] for row in rows]) - accuracy, 0)
     ax.errorbar(
         accuracy * 100,
         positions,

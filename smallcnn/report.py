@@ -156,9 +156,11 @@ def render(context):
 
 def report_context(inputs, settings, writer):
     experiments = load_experiments(inputs, settings.experiments)
-    best = max(experiments, key=lambda e: (e.metrics["test_accuracy"], -e.metrics["test_loss"]))
+    order = ranked(experiments)
+    best = order[0]
     base = settings.config.get("conv_base", {}).get("name", "conv base")
     rows = summary_rows(experiments, best, base)
+    pairs = comparisons(experiments)
     splits = read_csv(inputs.splits, SPLITS_COLUMNS)
     return {
         "title": "smallcnn: comparison report",
@@ -171,7 +173,8 @@ def report_context(inputs, settings, writer):
             "accuracy",
             alt=accuracy_alt(rows),
         ),
-        "comparisons": comparisons(experiments, best),
+        "comparisons": pairs,
+        "verdict": verdict(order, pairs),
         "significance": SIGNIFICANCE,
         "curves": learning_curve_sections(experiments, writer),
         "augmentation": augmentation_section(inputs, settings, splits, writer),
@@ -311,12 +314,22 @@ def accuracy_alt(rows):
     return "Test accuracy per experiment with 95% intervals: " + "; ".join(parts) + "."
 
 
-def comparisons(experiments, best):
-    """McNemar's exact test between consecutive experiments, and scratch against the best."""
+def ranked(experiments):
+    """Best first: highest test accuracy, then lowest test loss."""
+    return sorted(experiments, key=lambda e: (-e.metrics["test_accuracy"], e.metrics["test_loss"]))
+
+
+def comparisons(experiments):
+    """McNemar's exact test between consecutive experiments, scratch against the best, and the
+    best against the runner-up (the comparison that says whether the winner really wins)."""
     pairs = list(zip(experiments, experiments[1:], strict=False))
+    order = ranked(experiments)
     scratch = next((e for e in experiments if e.name == "scratch"), None)
-    if scratch is not None and best is not scratch and (scratch, best) not in pairs:
-        pairs.append((scratch, best))
+    extra = [(scratch, order[0])] if scratch is not None else []
+    extra += [tuple(sorted(order[:2], key=experiments.index))] if len(order) > 1 else []
+    for a, b in extra:
+        if a is not b and (a, b) not in pairs:
+            pairs.append((a, b))
     rows = []
     for a, b in pairs:
         joined = a.predictions[["file", "correct"]].merge(
@@ -345,6 +358,20 @@ def comparisons(experiments, best):
             }
         )
     return rows
+
+
+def verdict(order, pairs):
+    """How the best experiment compares with the runner-up, or None with a single experiment."""
+    if len(order) < 2:
+        return None
+    best, runner_up = order[0], order[1]
+    pair = next(row for row in pairs if {row["a"], row["b"]} == {best.name, runner_up.name})
+    return {
+        "runner_up": runner_up.name,
+        "margin": best.metrics["test_accuracy"] - runner_up.metrics["test_accuracy"],
+        "p_value": pair["p_value"],
+        "significant": pair["significant"],
+    }
 
 
 def learning_rate_changes(summary):

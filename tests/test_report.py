@@ -565,3 +565,21 @@ def test_the_rule_renders_the_report_and_snakemake_report_collects_its_figures(t
     for figure in ("accuracy.png", "scratch.png", "features.png"):
         assert any(name.endswith(figure) for name in names), (figure, names)
     assert any(name.endswith("report.html") for name in names)
+
+
+def test_the_best_is_compared_with_the_runner_up_even_when_not_consecutive(tmp_path):
+    subset = ["scratch", "augmented", "features", "frozen"]
+    fabricate_results(tmp_path, subset)
+    path = tmp_path / "results" / "metrics" / "augmented.json"
+    metrics = json.loads(path.read_text())
+    path.write_text(json.dumps({**metrics, "test_accuracy": 0.9, "accuracy_ci95": [0.7, 0.97]}))
+    out = tmp_path / "report.html"
+    write_report(report_inputs(tmp_path, subset), report_settings(tmp_path, subset), out)
+    html = out.read_text(encoding="utf-8")
+    assert [row[0] for row in Page(html).tables["mcnemar-table"]] == [
+        "scratch vs augmented",
+        "augmented vs features",
+        "features vs frozen",
+        "augmented vs frozen",
+    ]
+    assert "above the runner-up,\n    frozen" in html
