@@ -41,6 +41,15 @@ BOOK_ACCURACY = {
     "finetuned": 0.968,
 }
 
+# Experiments built on the pretrained conv base.
+PRETRAINED = ("features", "frozen", "finetuned")
+BASE_NAMES = {
+    "vgg16": "VGG16",
+    "mobilenetv2": "MobileNetV2",
+    "resnet50": "ResNet50",
+    "efficientnetb0": "EfficientNetB0",
+}
+
 SIGNIFICANCE = 0.05
 THUMBNAIL_PIXELS = 112
 AUGMENTATION_COLUMNS = 5
@@ -158,7 +167,8 @@ def report_context(inputs, settings, writer):
     experiments = load_experiments(inputs, settings.experiments)
     order = ranked(experiments)
     best = order[0]
-    base = settings.config.get("conv_base", {}).get("name", "conv base")
+    base_name = settings.config.get("conv_base", {}).get("name", "conv base")
+    base = BASE_NAMES.get(base_name, base_name)
     rows = summary_rows(experiments, best, base)
     pairs = comparisons(experiments)
     splits = read_csv(inputs.splits, SPLITS_COLUMNS)
@@ -175,6 +185,12 @@ def report_context(inputs, settings, writer):
         ),
         "comparisons": pairs,
         "verdict": verdict(order, pairs),
+        "base": base,
+        "random_base": [
+            e.name
+            for e in experiments
+            if e.name in PRETRAINED and pretrained_weights(e.summary) is None
+        ],
         "significance": SIGNIFICANCE,
         "curves": learning_curve_sections(experiments, writer),
         "augmentation": augmentation_section(inputs, settings, splits, writer),
@@ -636,11 +652,20 @@ def data_section(splits, manifest_path, rejections_path):
     }
 
 
+def pretrained_weights(summary):
+    """{"source", "sha256"} of the conv base's weights, or None for a randomly initialised base
+    (or none at all)."""
+    weights = summary.get("weights") or {}
+    if weights.get("source") in (None, "none"):
+        return None
+    sha256 = weights.get("sha256")
+    return {"source": weights["source"], "sha256": None if sha256 in (None, "none") else sha256}
+
+
 def provenance_section(inputs, settings, experiments):
     training = []
     for experiment in experiments:
         summary = experiment.summary
-        weights = summary.get("weights") or {}
         versions = summary.get("versions") or {}
         training.append(
             {
@@ -650,8 +675,8 @@ def provenance_section(inputs, settings, experiments):
                 "seed": summary.get("seed"),
                 "tensorflow": versions.get("tensorflow"),
                 "keras": versions.get("keras"),
-                "weights_source": weights.get("source"),
-                "weights_sha256": weights.get("sha256"),
+                "uses_base": experiment.name in PRETRAINED,
+                "weights": pretrained_weights(summary),
             }
         )
     jobs = provenance.benchmarks(inputs.benchmarks, settings.benchmarks_dir)

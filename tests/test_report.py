@@ -443,8 +443,8 @@ def test_provenance_lists_jobs_weights_versions_and_git_commit(full_report):
     train = next(row for row in page.tables["benchmark-table"] if row[0] == "train/frozen")
     assert train[1:] == ["2 min 05 s", "3 min 20 s", "2500 MB"]
     training = {row[0]: row for row in page.tables["training-table"]}
-    assert training["frozen"][6] == "ab" * 32
-    assert training["scratch"][5].startswith("none")
+    assert training["frozen"][5:] == ["imagenet", "ab" * 32]
+    assert training["scratch"][5] == "not used"
     versions = dict(page.tables["version-table"])
     assert versions["tensorflow"] and versions["snakemake"]
     assert re.search(r"git commit <code>[0-9a-f]{40}</code>", html)
@@ -583,3 +583,17 @@ def test_the_best_is_compared_with_the_runner_up_even_when_not_consecutive(tmp_p
         "augmented vs frozen",
     ]
     assert "above the runner-up,\n    frozen" in html
+
+
+def test_a_randomly_initialised_base_is_flagged(tmp_path):
+    subset = ["scratch", "features"]
+    fabricate_results(tmp_path, subset)
+    path = tmp_path / "results" / "models" / "features.json"
+    summary = json.loads(path.read_text())
+    path.write_text(json.dumps({**summary, "weights": {"source": "none", "sha256": "none"}}))
+    out = tmp_path / "report.html"
+    write_report(report_inputs(tmp_path, subset), report_settings(tmp_path, subset), out)
+    html = out.read_text(encoding="utf-8")
+    assert "features started from a randomly initialised\n    VGG16" in html
+    training = {row[0]: row for row in Page(html).tables["training-table"]}
+    assert training["features"][5:] == ["none: random initialisation", ""]
