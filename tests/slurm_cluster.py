@@ -162,7 +162,7 @@ def parse_scontrol_oneliners(text):
     """`scontrol show job --oneliner` output as one dict per job (values may contain spaces)."""
     jobs = []
     for line in text.splitlines():
-        if not line.strip():
+        if not line.startswith("JobId="):
             continue
         pairs = re.findall(r"(?:^|\s)([A-Za-z][\w:/]*)=(.*?)(?=\s+[A-Za-z][\w:/]*=|\s*$)", line)
         jobs.append(dict(pairs))
@@ -192,6 +192,9 @@ def _write_config(directory, hostname, partitions):
         key.write_bytes(os.urandom(1024))
     key.chmod(0o600)
     socket_path = munge_dir / "munge.socket"
+    if len(str(socket_path)) > 100:
+        raise RuntimeError(f"{socket_path} is too long for a Unix socket: use a shorter directory")
+    socket_path.unlink(missing_ok=True)
     lines = [
         "ClusterName=smallcnn-test",
         f"SlurmctldHost={hostname}(127.0.0.1)",
@@ -270,8 +273,9 @@ def _run_command(request, env, directory):
         try:
             return process.wait(timeout=request["timeout"]), False
         except subprocess.TimeoutExpired:
-            # SIGTERM first: Snakemake then cancels its SLURM jobs itself.
-            os.killpg(process.pid, signal.SIGTERM)
+            # Ctrl-C first: Snakemake then cancels its SLURM jobs (on SIGTERM it would wait for
+            # them to finish).
+            os.killpg(process.pid, signal.SIGINT)
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -281,33 +285,27 @@ def _run_command(request, env, directory):
 
 
 def _cancel_all_jobs(env):
-    active = _query(["squeue", "--noheader", "--format=%i", "--states=PD,R,CG,S"], env).split()
-    if active:
-        subprocess.run(["scancel", *active], env=env, capture_output=True, timeout=30)
+    """Cancel jobs still queued or running (a timed-out run), so that no job outlives slurmd."""
+    unfinished = _query(["squeue", "--noheader", "--format=%i"], env).split()
+    if unfinished:
+        subprocess.run(["scancel", *unfinished], env=env, capture_output=True, timeout=30)
         _wait_for(
-            lambda: not _query(["squeue", "--noheader", "--states=R,CG"], env).strip(),
+            lambda: not _query(["squeue", "--noheader", "--format=%i"], env).strip(),
             60,
             "cancelled jobs to end",
         )
 
 
-def _stop(processes, munged_pid):
-    for process in processes:
+def _stop(processes):
+    """Stop the daemons in the reverse order of their start (munged last)."""
+    for process in reversed(processes):
         if process.poll() is None:
             process.terminate()
-    for process in processes:
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    if munged_pid and _is_running(munged_pid, "munged"):
-        os.kill(munged_pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while _is_running(munged_pid, "munged") and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _is_running(munged_pid, "munged"):
-            os.kill(munged_pid, signal.SIGKILL)
 
 
 def _drive(directory):
@@ -325,25 +323,21 @@ def _drive(directory):
     daemon_env = {key: value for key, value in os.environ.items() if key != "SLURM_CONF"}
     pids = {}
     processes = []
-    munged_pid = None
     try:
         munge_dir = directory / "munge"
-        subprocess.run(
-            [
-                "munged",
-                "--force",
-                f"--socket={socket_path}",
-                f"--key-file={munge_dir / 'munge.key'}",
-                f"--pid-file={munge_dir / 'munged.pid'}",
-                f"--seed-file={munge_dir / 'munged.seed'}",
-                f"--log-file={directory / 'log' / 'munged.log'}",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        munged_pid = int((munge_dir / "munged.pid").read_text())
-        pids["munged"] = munged_pid
+        munged = [
+            "munged",
+            "--foreground",
+            "--force",
+            f"--socket={socket_path}",
+            f"--key-file={munge_dir / 'munge.key'}",
+            f"--pid-file={munge_dir / 'munged.pid'}",
+            f"--seed-file={munge_dir / 'munged.seed'}",
+            f"--log-file={directory / 'log' / 'munged.log'}",
+        ]
+        # All in the foreground, as children of this driver: stopped and reaped by it.
         for name, arguments in (
+            ("munged", munged),
             ("slurmctld", ["slurmctld", "-D", "-i"]),
             ("slurmd", ["slurmd", "-D", "-N", hostname]),
         ):
@@ -354,6 +348,8 @@ def _drive(directory):
             processes.append(process)
             pids[name] = process.pid
             (directory / "pids.json").write_text(json.dumps(pids))
+            if name == "munged":
+                _wait_for(socket_path.exists, 30, "munged's socket")
         _wait_for(
             lambda: (
                 _query(["sinfo", "--noheader", "--format=%T", "--nodes", hostname], env)
@@ -367,14 +363,17 @@ def _drive(directory):
         result["jobs"] = parse_scontrol_oneliners(
             _query(["scontrol", "show", "job", "--oneliner"], env)
         )
-        _cancel_all_jobs(env)
     except Exception as error:  # noqa: BLE001 - reported to the test, which shows it
         result["error"] = f"{type(error).__name__}: {error}"
         if result["returncode"] is None:
             result["returncode"] = -1
     finally:
-        _stop(processes, munged_pid)
-        (directory / "result.json").write_text(json.dumps(result, indent=1))
+        try:
+            if processes:
+                _cancel_all_jobs(env)
+        finally:
+            _stop(processes)
+            (directory / "result.json").write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -162,6 +162,9 @@ def test_slurm_ran_every_job(slurm_run):
         assert job["Comment"].startswith(f"rule_{rule}"), job
         asked_gpu = "gpu" in job.get("TresPerJob", "")
         assert asked_gpu == (rule in GPU_RULES), job
+        if asked_gpu:
+            # --cpus-per-gpu from the profile: one GPU, so that many cores.
+            assert int(job["NumCPUs"]) == profile["set-resources"][rule]["cpus_per_gpu"], job
         # SLURM's own log of the job, named by its id, in the plugin's log folder.
         slurm_logs = list((workdir / ".snakemake" / "slurm_logs" / f"rule_{rule}").rglob("*.log"))
         assert f"{job_id}.log" in {path.name for path in slurm_logs}, slurm_logs
