@@ -41,9 +41,9 @@ def cluster_profile(site_profile):
     profile["set-threads"] = {
         rule: min(threads, NODE_CPUS) for rule, threads in profile["set-threads"].items()
     }
-    # No slurmdbd, so no sacct: squeue, which sees ended jobs for MinJobAge (600 s) >= 3 x 5 s.
+    # No slurmdbd, so no sacct: squeue, which sees ended jobs for MinJobAge (600 s) >= 3 x 1 s.
     profile["slurm-status-command"] = "squeue"
-    profile["slurm-init-seconds-before-status-checks"] = 5
+    profile["slurm-init-seconds-before-status-checks"] = 1
     # Evidence: SLURM's own log of each job, kept even when it succeeds.
     profile["slurm-keep-successful-logs"] = True
     # One local filesystem: outputs are visible at once.
