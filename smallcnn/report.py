@@ -124,8 +124,17 @@ class Experiment:
 
 def build_report(inputs, params, out, figures_dir=None):
     """Snakemake entry point: `inputs` and `params` are the rule's named lists."""
+    lists = ("metrics", "predictions", "histories", "summaries", "benchmarks")
+    paths = {field.name: getattr(inputs, field.name) for field in fields(ReportInputs)}
+    # A named input given one file arrives as a string, not as a list of one.
+    paths.update(
+        {
+            name: [paths[name]] if isinstance(paths[name], str) else list(paths[name])
+            for name in lists
+        }
+    )
     write_report(
-        ReportInputs(**{field.name: getattr(inputs, field.name) for field in fields(ReportInputs)}),
+        ReportInputs(**paths),
         ReportSettings(
             **{field.name: plain(getattr(params, field.name)) for field in fields(ReportSettings)}
         ),

@@ -8,6 +8,7 @@ import re
 import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import yaml
 from conftest import REPO, make_class_images, run_snakemake
 
 from smallcnn.errors import UserError
-from smallcnn.report import ReportInputs, ReportSettings, write_report
+from smallcnn.report import ReportInputs, ReportSettings, build_report, write_report
 from smallcnn.stats import mcnemar_exact
 
 ALL = ["scratch", "augmented", "features", "frozen", "finetuned"]
@@ -597,3 +598,16 @@ def test_a_randomly_initialised_base_is_flagged(tmp_path):
     assert "features started from a randomly initialised\n    VGG16" in html
     training = {row[0]: row for row in Page(html).tables["training-table"]}
     assert training["features"][5:] == ["none: random initialisation", ""]
+
+
+def test_build_report_takes_snakemakes_named_lists_with_single_files_as_strings(tmp_path):
+    fabricate_results(tmp_path, ["scratch"])
+    inputs = vars(report_inputs(tmp_path, ["scratch"]))
+    # One experiment: Snakemake hands a named input of one file over as a plain string.
+    for name in ("metrics", "predictions", "histories", "summaries"):
+        inputs[name] = str(inputs[name][0])
+    params = vars(report_settings(tmp_path, ["scratch"]))
+    out = tmp_path / "report.html"
+    build_report(SimpleNamespace(**inputs), SimpleNamespace(**params), out, tmp_path / "figures")
+    assert [row[0] for row in Page(out.read_text()).tables["summary-table"]] == ["scratch"]
+    assert (tmp_path / "figures" / "learning-curves" / "scratch.png").is_file()
