@@ -1,14 +1,11 @@
 """Data stage: fetch the source, check every file, split into train / validation / test."""
 
-
-def data_source():
-    """The prepared source the prepare rule reads: an archive, a folder, or the demo folder."""
-    source = config["data"]["source"]
-    if source == "local":
-        return config["data"]["path"]
-    if source == "demo":
-        return "resources/demo"
-    return f"resources/downloads/{source}.zip"
+# What the prepare and split rules read: a downloaded archive, the user's zip or folder (read in
+# place), or the generated demo folder.
+DATA_SOURCE = {
+    "local": config["data"]["path"],
+    "demo": "resources/demo",
+}.get(config["data"]["source"], f"resources/downloads/{config['data']['source']}.zip")
 
 
 rule download:
@@ -56,7 +53,7 @@ rule make_demo:
 
 rule prepare:
     input:
-        source=data_source(),
+        source=DATA_SOURCE,
     output:
         manifest="results/data/manifest.csv",
         rejections="results/data/rejections.json",
@@ -80,7 +77,7 @@ rule prepare:
 
 rule split:
     input:
-        source=data_source(),
+        source=DATA_SOURCE,
         manifest="results/data/manifest.csv",
     output:
         splits="results/data/splits.csv",

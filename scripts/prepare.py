@@ -9,4 +9,5 @@ with job_log(snakemake.log[0]):
         min_side=snakemake.params.min_side,
         max_image_pixels=snakemake.params.max_image_pixels,
         max_archive_bytes=snakemake.params.max_archive_bytes,
+        workers=snakemake.threads,
     )

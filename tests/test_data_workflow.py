@@ -1,0 +1,105 @@
+"""The data stage run by Snakemake: the demo, config validation, no network, the real photos."""
+
+import csv
+import json
+import socket
+from collections import Counter
+
+import keras
+import pytest
+from conftest import REPO, make_class_images, run_snakemake
+
+SPLITS = ("train", "validation", "test")
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def load_count(directory):
+    """Images of a split folder, every one decoded through image_dataset_from_directory."""
+    dataset = keras.utils.image_dataset_from_directory(
+        directory, image_size=(32, 32), batch_size=128, shuffle=False
+    )
+    return sum(int(batch.shape[0]) for batch, _ in dataset)
+
+
+def assert_split(workdir, counts):
+    """splits.csv and the folders agree, have counts[split] per class and share no content."""
+    rows = read_csv(workdir / "results" / "data" / "splits.csv")
+    per = Counter((row["split"], row["label"]) for row in rows)
+    labels = sorted({row["label"] for row in rows})
+    assert per == Counter({(s, label): counts[s] for s in SPLITS for label in labels})
+    by_sha = Counter(row["sha256"] for row in rows)
+    assert max(by_sha.values()) == 1
+    for split in SPLITS:
+        folder = workdir / "results" / "data" / split
+        # Snakemake leaves a .snakemake_timestamp file in directory outputs; Keras ignores it.
+        assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == labels
+        assert load_count(folder) == counts[split] * len(labels)
+    return rows
+
+
+@pytest.mark.slow
+def test_data_stage_of_the_demo(tmp_path):
+    counts = {"train": 6, "validation": 2, "test": 2}
+    run_snakemake(
+        tmp_path,
+        ["results/data/splits.csv"],
+        configfiles=[REPO / "config" / "demo.yaml"],
+        config={"split": counts},
+    )
+    assert_split(tmp_path, counts)
+    summary = json.loads((tmp_path / "results" / "data" / "rejections.json").read_text())
+    assert {"empty", "truncated", "corrupt", "junk", "duplicate"} <= set(summary["by_reason"])
+    log = (tmp_path / "logs" / "prepare.log").read_text()
+    assert "rejected truncated" in log and "usable" in log
+    assert (tmp_path / "benchmarks" / "prepare.tsv").exists()
+
+
+@pytest.mark.slow
+def test_local_folder_source_is_read_in_place(tmp_path):
+    make_class_images(tmp_path / "photos", per_class=5, size=(40, 40))
+    counts = {"train": 3, "validation": 1, "test": 1}
+    config = {"data": {"source": "local", "path": str(tmp_path / "photos")}, "split": counts}
+    run_snakemake(tmp_path / "work", ["results/data/splits.csv"], config=config)
+    rows = assert_split(tmp_path / "work", counts)
+    first = tmp_path / "work" / "results" / "data" / rows[0]["split"] / rows[0]["path"]
+    assert first.samefile(tmp_path / "photos" / rows[0]["file"])
+
+
+def test_a_misspelt_split_key_fails_validation_naming_it(tmp_path):
+    result = run_snakemake(
+        tmp_path,
+        ["results/data/splits.csv"],
+        config={"split": {"valdation": 5}},
+        args=["-n"],
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "valdation" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_no_network_ends_the_download_job_with_one_line(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = {"data": {"source": "url", "url": f"http://127.0.0.1:{port}/cats.zip"}}
+    result = run_snakemake(tmp_path, ["results/data/splits.csv"], config=config, check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "logs" / "download" / "url.log").read_text()
+    assert "error: cannot reach 127.0.0.1" in log and "data.source: local" in log
+    assert "Traceback" not in log
+    assert not (tmp_path / "resources" / "downloads" / "url.zip").exists()
+
+
+@pytest.mark.slow
+def test_the_real_photos_split_1000_500_500(tmp_path, shared_data):
+    counts = {"train": 1000, "validation": 500, "test": 500}
+    config = {"data": {"source": "local", "path": str(shared_data)}, "split": counts}
+    run_snakemake(tmp_path, ["results/data/splits.csv"], config=config)
+    rows = assert_split(tmp_path, counts)
+    assert sorted({row["label"] for row in rows}) == ["cat", "dog"]
+    assert len({row["file"] for row in rows}) == 4000
