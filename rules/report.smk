@@ -1,25 +1,6 @@
 """The comparison report: one self-contained HTML file."""
 
 
-def report_benchmarks(wildcards):
-    """The benchmark files of every job the report depends on, so that it can show their wall
-    time and memory (a missing one reruns its job)."""
-    files = [rules.prepare.benchmark, rules.split.benchmark]
-    if "features" in EXPERIMENTS:
-        files += expand(rules.extract_features.benchmark, base=BASE, split=SPLITS)
-    files += expand(rules.train.benchmark, name=TRAINED)
-    files += expand(rules.evaluate.benchmark, name=EXPERIMENTS)
-    return files
-
-
-def report_augmentation():
-    """The augmentation settings when a reported experiment trains with them, else None (the
-    report then shows no augmentation grid)."""
-    if any(config["training"][name].get("augment") for name in EXPERIMENTS):
-        return dict(config["augmentation"])
-    return None
-
-
 rule report:
     input:
         metrics=expand("results/metrics/{name}.json", name=EXPERIMENTS),
@@ -31,7 +12,19 @@ rule report:
         splits="results/data/splits.csv",
         train="results/data/train",
         test="results/data/test",
-        benchmarks=report_benchmarks,
+        # Every job the report depends on, for its wall time and memory (a missing file reruns
+        # its job).
+        benchmarks=[
+            rules.prepare.benchmark,
+            rules.split.benchmark,
+            *expand(
+                rules.extract_features.benchmark,
+                base=BASE,
+                split=SPLITS if "features" in EXPERIMENTS else [],
+            ),
+            *expand(rules.train.benchmark, name=TRAINED),
+            *expand(rules.evaluate.benchmark, name=EXPERIMENTS),
+        ],
     output:
         html=report("results/report.html", category="Comparison report"),
         # The same figures as files, for `snakemake --report`: one category per report section.
@@ -56,9 +49,13 @@ rule report:
         # Shown in the report; as a param, any config change also renews the report.
         config=config,
         repo=workflow.basedir,
-        benchmarks_dir="benchmarks",
         misclassified=config["report"]["misclassified"],
-        augmentation=report_augmentation(),
+        # No augmentation grid (and no TensorFlow) when no reported experiment augments.
+        augmentation=(
+            config["augmentation"]
+            if any(config["training"][name].get("augment") for name in EXPERIMENTS)
+            else None
+        ),
         augmentation_examples=config["report"]["augmentation_examples"],
         image_size=config["image_size"],
         seed=config["seed"],

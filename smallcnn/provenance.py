@@ -112,18 +112,19 @@ def read_benchmark(path):
     }
 
 
-def benchmarks(paths, root):
-    """One row per benchmark file, named by its path under `root` without .tsv
-    ("train/scratch" for benchmarks/train/scratch.tsv)."""
-    rows = []
-    for path in paths:
-        path = Path(path)
-        try:
-            job = path.relative_to(root).with_suffix("").as_posix()
-        except ValueError:
-            job = path.with_suffix("").as_posix()
-        rows.append({"job": job, **read_benchmark(path)})
-    return rows
+def benchmarks(paths):
+    """One row per benchmark file, named by its path under the files' common folder without .tsv
+    ("train/scratch" for benchmarks/train/scratch.tsv beside benchmarks/prepare.tsv)."""
+    paths = [Path(path) for path in paths]
+    if not paths:
+        return []
+    root = Path(os.path.commonpath(paths))
+    if root in paths:
+        root = root.parent
+    return [
+        {"job": path.relative_to(root).with_suffix("").as_posix(), **read_benchmark(path)}
+        for path in paths
+    ]
 
 
 def now():

@@ -105,7 +105,6 @@ class ReportSettings:
     experiments: list
     config: dict
     repo: str | None
-    benchmarks_dir: str
     misclassified: int
     augmentation: dict | None
     augmentation_examples: int
@@ -688,7 +687,7 @@ def provenance_section(inputs, settings, experiments):
                 "weights": pretrained_weights(summary),
             }
         )
-    jobs = provenance.benchmarks(inputs.benchmarks, settings.benchmarks_dir)
+    jobs = provenance.benchmarks(inputs.benchmarks)
     return {
         "config": yaml.safe_dump(settings.config, sort_keys=False, default_flow_style=False),
         "versions": provenance.package_versions(),

@@ -259,14 +259,13 @@ def report_inputs(root, experiments):
     )
 
 
-def report_settings(root, experiments, augmentation=None, misclassified=6, repo=REPO):
+def report_settings(experiments, augmentation=None, misclassified=6, repo=REPO):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["experiments"] = list(experiments)
     return ReportSettings(
         experiments=list(experiments),
         config=config,
         repo=str(repo),
-        benchmarks_dir=str(Path(root) / "benchmarks"),
         misclassified=misclassified,
         augmentation=augmentation,
         augmentation_examples=8,
@@ -329,7 +328,7 @@ def full_report(tmp_path_factory):
     record = fabricate_results(root)
     out = root / "results" / "report.html"
     figures_dir = root / "results" / "report_figures"
-    write_report(report_inputs(root, ALL), report_settings(root, ALL), out, figures_dir)
+    write_report(report_inputs(root, ALL), report_settings(ALL), out, figures_dir)
     html = out.read_text(encoding="utf-8")
     return {"root": root, "record": record, "out": out, "html": html, "page": Page(html)}
 
@@ -466,7 +465,7 @@ def test_a_subset_of_experiments_reports_only_those_in_the_books_order(tmp_path)
     subset = ["features", "scratch"]
     fabricate_results(tmp_path, subset)
     out = tmp_path / "report.html"
-    write_report(report_inputs(tmp_path, subset), report_settings(tmp_path, subset), out)
+    write_report(report_inputs(tmp_path, subset), report_settings(subset), out)
     html = out.read_text(encoding="utf-8")
     page = Page(html)
     assert page.sections == SECTIONS
@@ -480,7 +479,7 @@ def test_a_subset_of_experiments_reports_only_those_in_the_books_order(tmp_path)
 def test_outside_a_git_checkout_the_report_says_the_code_version_is_unknown(tmp_path):
     fabricate_results(tmp_path, ["scratch"])
     out = tmp_path / "report.html"
-    settings = report_settings(tmp_path, ["scratch"], repo=tmp_path)
+    settings = report_settings(["scratch"], repo=tmp_path)
     write_report(report_inputs(tmp_path, ["scratch"]), settings, out)
     html = out.read_text(encoding="utf-8")
     assert "not a git checkout" in html
@@ -492,9 +491,7 @@ def test_a_missing_experiment_file_is_a_user_error(tmp_path):
     inputs = report_inputs(tmp_path, ["scratch", "features"])
     inputs.predictions = inputs.predictions[:1]
     with pytest.raises(UserError, match="no predictions file for features"):
-        write_report(
-            inputs, report_settings(tmp_path, ["scratch", "features"]), tmp_path / "r.html"
-        )
+        write_report(inputs, report_settings(["scratch", "features"]), tmp_path / "r.html")
 
 
 def test_predictions_on_different_test_sets_are_a_user_error(tmp_path):
@@ -504,7 +501,7 @@ def test_predictions_on_different_test_sets_are_a_user_error(tmp_path):
     with pytest.raises(UserError, match="share no test image"):
         write_report(
             report_inputs(tmp_path, ["scratch", "features"]),
-            report_settings(tmp_path, ["scratch", "features"]),
+            report_settings(["scratch", "features"]),
             tmp_path / "r.html",
         )
 
@@ -516,7 +513,7 @@ def test_augmentation_grid_is_made_by_the_pipelines_layers(tmp_path):
     fabricate_results(tmp_path, ["augmented"])
     out = tmp_path / "report.html"
     figures_dir = tmp_path / "figures"
-    settings = report_settings(tmp_path, ["augmented"], augmentation=config["augmentation"])
+    settings = report_settings(["augmented"], augmentation=config["augmentation"])
     write_report(report_inputs(tmp_path, ["augmented"]), settings, out, figures_dir)
     page = Page(out.read_text(encoding="utf-8"))
     grid = [image for image in page.images if "augmentation layers" in image["alt"]]
@@ -575,7 +572,7 @@ def test_the_best_is_compared_with_the_runner_up_even_when_not_consecutive(tmp_p
     metrics = json.loads(path.read_text())
     path.write_text(json.dumps({**metrics, "test_accuracy": 0.9, "accuracy_ci95": [0.7, 0.97]}))
     out = tmp_path / "report.html"
-    write_report(report_inputs(tmp_path, subset), report_settings(tmp_path, subset), out)
+    write_report(report_inputs(tmp_path, subset), report_settings(subset), out)
     html = out.read_text(encoding="utf-8")
     assert [row[0] for row in Page(html).tables["mcnemar-table"]] == [
         "scratch vs augmented",
@@ -593,7 +590,7 @@ def test_a_randomly_initialised_base_is_flagged(tmp_path):
     summary = json.loads(path.read_text())
     path.write_text(json.dumps({**summary, "weights": {"source": "none", "sha256": "none"}}))
     out = tmp_path / "report.html"
-    write_report(report_inputs(tmp_path, subset), report_settings(tmp_path, subset), out)
+    write_report(report_inputs(tmp_path, subset), report_settings(subset), out)
     html = out.read_text(encoding="utf-8")
     assert "features started from a randomly initialised\n    VGG16" in html
     training = {row[0]: row for row in Page(html).tables["training-table"]}
@@ -606,7 +603,7 @@ def test_build_report_takes_snakemakes_named_lists_with_single_files_as_strings(
     # One experiment: Snakemake hands a named input of one file over as a plain string.
     for name in ("metrics", "predictions", "histories", "summaries"):
         inputs[name] = str(inputs[name][0])
-    params = vars(report_settings(tmp_path, ["scratch"]))
+    params = vars(report_settings(["scratch"]))
     out = tmp_path / "report.html"
     build_report(SimpleNamespace(**inputs), SimpleNamespace(**params), out, tmp_path / "figures")
     assert [row[0] for row in Page(out.read_text()).tables["summary-table"]] == ["scratch"]

@@ -218,7 +218,7 @@ def assert_report_reads_well(html_path):
 def test_fabricated_report_in_chromium(tmp_path):
     fabricate_results(tmp_path)
     out = tmp_path / "results" / "report.html"
-    write_report(report_inputs(tmp_path, ALL), report_settings(tmp_path, ALL), out)
+    write_report(report_inputs(tmp_path, ALL), report_settings(ALL), out)
     seen = assert_report_reads_well(out)
     assert len(seen["images"]) == 1 + 5 + 3
     # Summary, McNemar, five confusion matrices, splits, rejections, training, jobs, versions.
