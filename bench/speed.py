@@ -1,0 +1,523 @@
+"""Speed of the pipeline against the book's way on the same machine, data and run.
+
+Feature extraction (VGG16 base) and one epoch of the augmented model, each measured three ways:
+(a) the book's: ImageDataGenerator.flow_from_directory, conv_base.predict per batch / model.fit
+    on the generator (float32, as the book);
+(b) the pipeline's own public functions (smallcnn.features.extract_features; smallcnn.datasets +
+    smallcnn.models + one model.fit epoch), at the precision `precision` resolves to here;
+(c) the compute bound: the same base / model on tensors already in memory, at (b)'s precision.
+Also the peak RSS of the pipeline's feature extraction at N and 4N images.
+
+    .venv/bin/python bench/speed.py --quick      # < 10 min on 2 cores
+    .venv/bin/python bench/speed.py              # 2,000 / 1,000 images as in the book
+
+Prints markdown tables and writes results/bench/speed.json.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import common  # noqa: E402  (after the environment that silences TensorFlow)
+import yaml  # noqa: E402
+
+TARGETS = {
+    "feature_extraction_speedup": (">=", 2.0),
+    "feature_extraction_vs_compute_bound": ("<=", 1.25),
+    "augmented_epoch_time_ratio": ("<=", 0.5),
+    "augmented_epoch_vs_compute_bound": ("<=", 1.25),
+}
+# The book's augmented-model data generator (DLwP listing 5.14) and batch size.
+BOOK_AUGMENTATION = {
+    "rotation_range": 40,
+    "width_shift_range": 0.2,
+    "height_shift_range": 0.2,
+    "shear_range": 0.2,
+    "zoom_range": 0.2,
+    "horizontal_flip": True,
+    "fill_mode": "nearest",
+}
+BOOK_BATCH = 20
+# full: the book's 2,000 training images; quick: fewer, enough for stable medians.
+PRESETS = {
+    "full": {"images": 2000, "repeats": 3, "epochs": 3},
+    "quick": {"images": 160, "repeats": 3, "epochs": 2},
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer images (under 10 minutes)")
+    parser.add_argument("--images", type=int, help="training images (feature extraction set)")
+    parser.add_argument("--size", type=int, help="image side in pixels (default 150)")
+    parser.add_argument("--repeats", type=int, help="timed repeats of feature extraction")
+    parser.add_argument("--epochs", type=int, help="timed epochs after the warm-up epoch")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "float32", "mixed"],
+        help="the pipeline's precision setting, as config.yaml's `precision`",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="the pipeline's feature batch (features.smk)"
+    )
+    parser.add_argument("--data", type=Path, default=common.PHOTOS_ZIP, help="Kaggle-layout zip")
+    parser.add_argument("--out", type=Path, default=common.REPO / "results/bench/speed.json")
+    args = parser.parse_args(argv)
+    preset = PRESETS["quick" if args.quick else "full"]
+    args.images = args.images or preset["images"]
+    args.repeats = args.repeats or preset["repeats"]
+    args.epochs = args.epochs or preset["epochs"]
+    args.size = args.size or 150
+    if args.images < 4 or args.images % 2:
+        parser.error("--images must be an even number of at least 4")
+    return args
+
+
+def pipeline_augmentation():
+    """The pipeline's augmentation settings: config.yaml's defaults, the book's values."""
+    return yaml.safe_load((common.REPO / "config.yaml").read_text())["augmentation"]
+
+
+# ---------------------------------------------------------------- feature extraction
+
+
+def book_feature_extraction(directory, image_size):
+    """DLwP listing 5.17: rescale-only generator, conv_base.predict batch by batch (float32)."""
+    import keras
+    import numpy as np
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    keras.mixed_precision.set_dtype_policy("float32")
+    conv_base = keras.applications.VGG16(
+        weights=None, include_top=False, input_shape=(*image_size, 3)
+    )
+    datagen = ImageDataGenerator(rescale=1.0 / 255)
+    generator = datagen.flow_from_directory(
+        str(directory), target_size=image_size, batch_size=BOOK_BATCH, class_mode="binary"
+    )
+    sample_count = generator.samples
+    features = np.zeros((sample_count, *conv_base.output_shape[1:]))
+    labels = np.zeros(sample_count)
+    i = 0
+    for inputs_batch, labels_batch in generator:
+        features_batch = conv_base.predict(inputs_batch, verbose=0)
+        features[i * BOOK_BATCH : (i + 1) * BOOK_BATCH] = features_batch
+        labels[i * BOOK_BATCH : (i + 1) * BOOK_BATCH] = labels_batch
+        i += 1  # noqa: SIM113  (the book's code, kept as printed)
+        if i * BOOK_BATCH >= sample_count:
+            break
+    return features, labels
+
+
+def pipeline_feature_extraction(directory, out, image_size, batch_size, precision):
+    from smallcnn.features import extract_features
+
+    extract_features(
+        images=str(directory),
+        out=str(out),
+        conv_base={"name": "vgg16", "weights": "none"},
+        weights=None,
+        image_size=image_size,
+        batch_size=batch_size,
+        precision=precision,
+        seed=0,
+    )
+
+
+def in_memory_batches(directory, image_size, batch_size):
+    """The decoded images of `directory` as a list of float32 batches held in memory."""
+    from smallcnn import datasets
+
+    image_set = datasets.load_images(directory, image_size, batch_size)
+    return [images for images, _ in image_set.dataset]
+
+
+def compute_bound_feature_extraction(policy, image_size, batches):
+    """A callable running the pipeline's conv base over in-memory batches, built and warmed."""
+    import keras
+    import tensorflow as tf
+
+    from smallcnn import models
+
+    keras.mixed_precision.set_dtype_policy(policy)
+    base = models.build_conv_base("vgg16", None, (*image_size, 3))
+
+    @tf.function(reduce_retracing=True)
+    def compute(batch):
+        return tf.cast(base(batch, training=False), tf.float32)
+
+    for shape in {tuple(b.shape) for b in batches}:
+        compute(next(b for b in batches if tuple(b.shape) == shape)).numpy()
+
+    def run():
+        for batch in batches:
+            compute(batch).numpy()
+
+    return run
+
+
+def measure_feature_extraction(args, train_dir, warmup_dir, work, policy):
+    import keras
+
+    image_size = (args.size, args.size)
+    n = common.count_images(train_dir)
+    out = work / "features.h5"
+    variants = {
+        "book": lambda d=train_dir: book_feature_extraction(d, image_size),
+        "pipeline": lambda d=train_dir: pipeline_feature_extraction(
+            d, out, image_size, args.batch_size, args.precision
+        ),
+    }
+    # Warm-up: library loading, thread pools and kernel selection, on a few images.
+    variants["book"](warmup_dir)
+    variants["pipeline"](warmup_dir)
+    batches = in_memory_batches(train_dir, image_size, args.batch_size)
+    variants["compute_bound"] = compute_bound_feature_extraction(policy, image_size, batches)
+    times = common.time_interleaved(variants, args.repeats)
+    keras.mixed_precision.set_dtype_policy("float32")
+    return {name: common.summarize(seconds, n) for name, seconds in times.items()}
+
+
+# ---------------------------------------------------------------- one augmented epoch
+
+
+def book_model(input_shape):
+    """DLwP listing 5.13: the small convnet with dropout, RMSprop 1e-4 (float32)."""
+    import keras
+    from keras import layers
+
+    keras.mixed_precision.set_dtype_policy("float32")
+    model = keras.Sequential(
+        [
+            keras.Input(shape=input_shape),
+            layers.Conv2D(32, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Conv2D(128, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Conv2D(128, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Flatten(),
+            layers.Dropout(0.5),
+            layers.Dense(512, activation="relu"),
+            layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    model.compile(
+        loss="binary_crossentropy",
+        optimizer=keras.optimizers.RMSprop(learning_rate=1e-4),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def book_epochs(train_dir, validation_dir, image_size, epochs):
+    """DLwP listing 5.14: augmenting generator, fit with steps_per_epoch and validation_steps."""
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    train_datagen = ImageDataGenerator(rescale=1.0 / 255, **BOOK_AUGMENTATION)
+    test_datagen = ImageDataGenerator(rescale=1.0 / 255)
+    train_generator = train_datagen.flow_from_directory(
+        str(train_dir), target_size=image_size, batch_size=BOOK_BATCH, class_mode="binary"
+    )
+    validation_generator = test_datagen.flow_from_directory(
+        str(validation_dir), target_size=image_size, batch_size=BOOK_BATCH, class_mode="binary"
+    )
+    model = book_model((*image_size, 3))
+    timer = common.epoch_timer()
+    model.fit(
+        train_generator,
+        steps_per_epoch=len(train_generator),
+        epochs=epochs,
+        validation_data=validation_generator,
+        validation_steps=len(validation_generator),
+        callbacks=[timer],
+        verbose=0,
+    )
+    return timer.seconds
+
+
+def pipeline_model(image_size, class_names, seed=0):
+    from smallcnn import models, training
+
+    model = models.build_scratch(
+        (*image_size, 3),
+        len(class_names),
+        dropout=0.5,
+        dense_units=512,
+        augmentation=pipeline_augmentation(),
+        seed=seed,
+        class_names=class_names,
+    )
+    training.compile_model(
+        model, {"optimizer": "rmsprop", "learning_rate": 1e-4}, len(class_names), ["val_loss"]
+    )
+    return model
+
+
+def pipeline_epochs(train_dir, validation_dir, image_size, epochs, precision, cache_dir):
+    """The augmented experiment's input pipeline and model as smallcnn.training sets them up."""
+    from smallcnn import datasets, devices
+
+    devices.configure(precision, multi_gpu=False)
+    train = datasets.load_images(
+        train_dir, image_size, BOOK_BATCH, shuffle=True, seed=0, cache=True, cache_dir=cache_dir
+    )
+    validation = datasets.load_images(
+        validation_dir,
+        image_size,
+        BOOK_BATCH,
+        class_names=train.class_names,
+        cache=True,
+        cache_dir=cache_dir,
+    )
+    model = pipeline_model(image_size, train.class_names)
+    timer = common.epoch_timer()
+    model.fit(
+        train.dataset,
+        validation_data=validation.dataset,
+        epochs=epochs,
+        callbacks=[timer],
+        # The dataset shuffles itself; fit's own shuffle does not apply to datasets.
+        shuffle=False,
+        verbose=0,
+    )
+    return timer.seconds
+
+
+def compute_bound_epochs(train_dir, validation_dir, image_size, epochs, policy):
+    """The pipeline's model (augmentation layers included) fed from tensors in memory."""
+    import keras
+    import tensorflow as tf
+
+    from smallcnn import datasets
+
+    def in_memory(directory, class_names=None):
+        image_set = datasets.load_images(directory, image_size, BOOK_BATCH, class_names=class_names)
+        batches = list(image_set.dataset)
+        images = tf.concat([images for images, _ in batches], axis=0)
+        labels = tf.concat([labels for _, labels in batches], axis=0)
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(BOOK_BATCH)
+        return dataset.prefetch(tf.data.AUTOTUNE), image_set.class_names
+
+    train, class_names = in_memory(train_dir)
+    validation, _ = in_memory(validation_dir, class_names)
+    keras.mixed_precision.set_dtype_policy(policy)
+    model = pipeline_model(image_size, class_names)
+    timer = common.epoch_timer()
+    model.fit(
+        train,
+        validation_data=validation,
+        epochs=epochs,
+        callbacks=[timer],
+        shuffle=False,
+        verbose=0,
+    )
+    return timer.seconds
+
+
+def measure_augmented_epoch(args, train_dir, validation_dir, work, policy):
+    import keras
+
+    image_size = (args.size, args.size)
+    # One untimed warm-up epoch (tracing, caches filling), then the timed ones.
+    epochs = 1 + args.epochs
+    runs = {
+        "book": lambda: book_epochs(train_dir, validation_dir, image_size, epochs),
+        "pipeline": lambda: pipeline_epochs(
+            train_dir, validation_dir, image_size, epochs, args.precision, work / "cache"
+        ),
+        "compute_bound": lambda: compute_bound_epochs(
+            train_dir, validation_dir, image_size, epochs, policy
+        ),
+    }
+    results = {}
+    for name, run in runs.items():
+        seconds = run()
+        results[name] = {
+            "first_epoch_seconds": round(seconds[0], 3),
+            **common.summarize(seconds[1:]),
+        }
+    keras.mixed_precision.set_dtype_policy("float32")
+    return results
+
+
+# ---------------------------------------------------------------- memory
+
+
+def measure_memory(args, train_dir, work):
+    four = common.repeat_folder(train_dir, work / "train-x4", 4)
+    image_size = (args.size, args.size)
+    n = common.count_images(train_dir)
+    rss = {}
+    for label, folder in (("n", train_dir), ("4n", four)):
+        rss[label] = common.peak_rss_of_feature_extraction(
+            folder, image_size, args.batch_size, args.precision, work / f"rss-{label}.h5"
+        )
+    return {
+        "images_n": n,
+        "images_4n": 4 * n,
+        "peak_rss_mb_n": round(rss["n"], 1),
+        "peak_rss_mb_4n": round(rss["4n"], 1),
+        "growth": round(rss["4n"] / rss["n"] - 1, 4),
+    }
+
+
+# ---------------------------------------------------------------- report
+
+
+def ratios(features, epoch):
+    def median(block, name):
+        return block[name]["median_seconds"]
+
+    return {
+        "feature_extraction_speedup": round(
+            features["pipeline"]["images_per_second"] / features["book"]["images_per_second"], 3
+        ),
+        "feature_extraction_vs_compute_bound": round(
+            median(features, "pipeline") / median(features, "compute_bound"), 3
+        ),
+        "augmented_epoch_time_ratio": round(median(epoch, "pipeline") / median(epoch, "book"), 3),
+        "augmented_epoch_vs_compute_bound": round(
+            median(epoch, "pipeline") / median(epoch, "compute_bound"), 3
+        ),
+    }
+
+
+def met(key, value):
+    op, bound = TARGETS[key]
+    return value >= bound if op == ">=" else value <= bound
+
+
+LABELS = {
+    "book": "(a) book: ImageDataGenerator",
+    "pipeline": "(b) pipeline",
+    "compute_bound": "(c) compute bound, in memory",
+}
+
+
+def tables(result):
+    f, e, m = result["feature_extraction"], result["augmented_epoch"], result["memory"]
+    size = result["settings"]["image_size"]
+    lines = [
+        f"Feature extraction, VGG16 base at {size}x{size}, {f['book']['images']} images, "
+        f"median of {result['settings']['repeats']}:",
+        "",
+        "| variant | seconds (median) | range | images/s |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, label in LABELS.items():
+        row = f[name]
+        lines.append(
+            f"| {label} | {row['median_seconds']:.1f} | {row['min_seconds']:.1f}-"
+            f"{row['max_seconds']:.1f} | {row['images_per_second']:.2f} |"
+        )
+    settings = result["settings"]
+    lines += [
+        "",
+        f"One epoch of the augmented model, {settings['train_images']} training images in steps "
+        f"of {BOOK_BATCH} + {settings['validation_images']} validation images, median of "
+        f"{settings['epochs']} epochs after a warm-up epoch:",
+        "",
+        "| variant | first epoch s | epoch s (median) | range |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, label in LABELS.items():
+        row = e[name]
+        lines.append(
+            f"| {label} | {row['first_epoch_seconds']:.1f} | {row['median_seconds']:.1f} | "
+            f"{row['min_seconds']:.1f}-{row['max_seconds']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Peak RSS of the pipeline's feature extraction: {m['peak_rss_mb_n']:.0f} MB at "
+        f"{m['images_n']} images, {m['peak_rss_mb_4n']:.0f} MB at {m['images_4n']} "
+        f"({m['growth']:+.1%}; target < +10%)",
+        "",
+        "| ratio | measured | target | met |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    for key, (op, bound) in TARGETS.items():
+        value = result[key]
+        lines.append(
+            f"| {key} | {value:.2f} | {op} {bound} | {'yes' if met(key, value) else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import tensorflow as tf
+
+    from smallcnn import devices
+
+    started = time.perf_counter()
+    load_before = common.load_average()
+    policy = devices.resolve_policy(
+        args.precision, bool(tf.config.list_physical_devices("GPU")), devices.cpu_flags()
+    )
+    n_train = args.images
+    n_validation = max(2, args.images // 2)
+    with tempfile.TemporaryDirectory(prefix="smallcnn-speed-") as tmp:
+        work = Path(tmp)
+        data = common.make_data(
+            work / "data",
+            {"train": n_train // 2, "validation": n_validation // 2, "warmup": 2},
+            args.data,
+        )
+        train_dir, validation_dir = work / "data/train", work / "data/validation"
+        common.read_all_files(work / "data")
+        print(f"data: {data}; precision of (b) and (c): {policy}", file=sys.stderr)
+        features = measure_feature_extraction(args, train_dir, work / "data/warmup", work, policy)
+        epoch = measure_augmented_epoch(args, train_dir, validation_dir, work, policy)
+        memory = measure_memory(args, train_dir, work)
+    result = {
+        "machine": common.machine(),
+        "load_average": {"before": load_before, "after": common.load_average()},
+        "data": data,
+        "precision": {
+            "setting": args.precision,
+            "pipeline_and_compute_bound": policy,
+            "book": "float32",
+        },
+        "settings": {
+            "mode": "quick" if args.quick else "full",
+            "image_size": args.size,
+            "train_images": n_train,
+            "validation_images": n_validation,
+            "repeats": args.repeats,
+            "epochs": args.epochs,
+            "feature_batch_size": {"book": BOOK_BATCH, "pipeline": args.batch_size},
+            "epoch_batch_size": BOOK_BATCH,
+        },
+        "feature_extraction": features,
+        "augmented_epoch": epoch,
+        "memory": memory,
+    }
+    result.update(ratios(features, epoch))
+    result["targets"] = {key: f"{op} {bound}" for key, (op, bound) in TARGETS.items()}
+    result["targets_met"] = {key: met(key, result[key]) for key in TARGETS}
+    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    machine = result["machine"]
+    print(
+        f"{machine['cpu_model']}, {machine['cores']} cores, {machine['date']}; "
+        f"load average before {load_before}, after {result['load_average']['after']}; "
+        f"{data}; (b)/(c) precision {policy}\n"
+    )
+    print(tables(result))
+    print(f"\nwrote {args.out} in {result['wall_seconds']:.0f} s")
+    return result
+
+
+if __name__ == "__main__":
+    main()
