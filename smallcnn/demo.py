@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 ANGLES = {"horizontal": 0, "vertical": 90, "diagonal": 45, "antidiagonal": 135}
 SIDE_RANGE = (64, 97)  # image sides in pixels, varied so that resizing happens as with photos
 JPEG_QUALITY = 90
-# Grey levels between light and dark stripes. Measured: the book's convnet at 64x64 learns the
-# direction in 2 epochs of 60 images per class at this contrast (and did not with random colours).
+# Grey levels between light and dark stripes. Chosen by measurement, with 60 images per class,
+# 64x64 and 2 epochs: the book's convnet mostly reached over 90% validation accuracy on these
+# grey stripes, and stayed near chance on stripes (or shapes) of random colours.
 CONTRAST = 160
 
 
@@ -40,9 +41,12 @@ def make_demo(out_dir, per_class, seed, classes=("horizontal", "vertical")):
         )
     if per_class < 1:
         raise UserError(f"the demo needs at least one image per class, got {per_class}")
-    rng = np.random.default_rng(seed)
     out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        # Files left from another run would make the dataset differ from what the seed gives.
+        raise UserError(f"{out} is not empty; the demo is generated into a new folder")
     out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
     first = {}
     for label in classes:
         (out / label).mkdir(exist_ok=True)

@@ -293,14 +293,15 @@ def _resumable(part, url):
         saved = json.loads(_validator_file(part).read_text())
     except (OSError, ValueError):
         saved = {}
-    if saved.get("url") != url:
+    if saved.get("url") != _shown(url):
         part.unlink()
         return None
     return saved.get("validator")
 
 
 def _save_resume_validator(part, url, validator):
-    _validator_file(part).write_text(json.dumps({"url": url, "validator": validator}))
+    # Without the query: Kaggle signs a new address for each run, of the same file.
+    _validator_file(part).write_text(json.dumps({"url": _shown(url), "validator": validator}))
 
 
 def _forget_resume_validator(part):

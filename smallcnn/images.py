@@ -12,7 +12,6 @@ import io
 import re
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
 # Formats PIL may identify that are worth keeping (after conversion where needed).
@@ -60,15 +59,24 @@ def max_file_bytes(max_image_pixels):
     return 4 * max_image_pixels + METADATA_BYTES
 
 
+def tensorflow():
+    """TensorFlow, imported on first use: it takes seconds, and splitting, the demo and the
+    marker walk do without it."""
+    import tensorflow as tf
+
+    return tf
+
+
 def decode_like_training(data):
     """The uint8 (height, width, 3) array training will see for these bytes."""
-    return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+    return tensorflow().io.decode_image(data, channels=3, expand_animations=False).numpy()
 
 
 def inspect_image(data, extension, min_side, max_image_pixels):
     """Check the bytes of one file; `extension` is its name's, lower case (".jpg")."""
     if not data:
         return Inspection("empty", "the file has no bytes")
+    tf = tensorflow()
     try:
         with Image.open(io.BytesIO(data)) as image:
             image_format, mode, (width, height) = image.format, image.mode, image.size

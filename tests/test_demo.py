@@ -68,6 +68,8 @@ def test_more_classes_and_unknown_ones(tmp_path):
         tmp_path / "three", per_class=3, seed=0, classes=("horizontal", "vertical", "diagonal")
     )
     assert len(list((tmp_path / "three" / "diagonal").glob("diagonal-*.jpg"))) == 3
+    with pytest.raises(UserError, match="not empty"):
+        make_demo(tmp_path / "three", per_class=3, seed=0)
     with pytest.raises(UserError, match="circles"):
         make_demo(tmp_path / "bad", per_class=3, seed=0, classes=("horizontal", "circles"))
     with pytest.raises(UserError, match="two or more"):

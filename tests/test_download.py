@@ -89,7 +89,7 @@ def server(monkeypatch):
     httpd.files = {"/data.zip": ARCHIVE, "/signed/train.zip": ARCHIVE}
     httpd.drops, httpd.ranges, httpd.kaggle_status, httpd.log = 0, True, 302, []
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     monkeypatch.setattr(download, "BACKOFF_SECONDS", 0.0)
     yield httpd
