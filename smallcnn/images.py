@@ -89,7 +89,7 @@ def inspect_image(data, extension, min_side, max_image_pixels):
             return Inspection(
                 "corrupt", f"starts like a {claimed} file but its header is unreadable ({error})"
             )
-        return Inspection("not_image", "not an image file PIL or TensorFlow can identify")
+        return Inspection("not_image", "not an image: its bytes match no image format")
     found = Inspection("ok", "", width, height, image_format, mode)
     if image_format not in READABLE_FORMATS:
         found.status, found.detail = "unsupported", f"{image_format} images are not supported"
