@@ -561,7 +561,8 @@ def train(settings, inputs, model_path, history_path, summary_path, tensorboard_
             model.count_params(),
             sum(int(w.numpy().size) for w in model.trainable_weights),
         )
-        if state.complete:
+        # Also when early stopping had ended training: resuming would train past its decision.
+        if state.complete or state.epochs.get(str(resume_epoch), {}).get("stopped_early"):
             log.info("%s: training had finished before the job stopped; publishing", name)
         else:
             model.fit(

@@ -227,3 +227,23 @@ def test_a_killed_job_resumes_after_its_last_finished_epoch(tmp_path, splits):
         if abs(rates[e] - rates[e - 1]) > 1e-12
     ]
     assert not backup_dir.exists()
+
+
+@pytest.mark.slow
+def test_a_job_killed_after_training_publishes_without_training_again(
+    tmp_path, splits, monkeypatch, caplog
+):
+    paths = outputs(tmp_path, "scratch")
+
+    def killed(source, target):
+        raise KeyboardInterrupt("killed while publishing")
+
+    monkeypatch.setattr(training, "_publish", killed)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(settings_for("scratch"), splits, **paths)
+    monkeypatch.undo()
+    with caplog.at_level("INFO", logger="smallcnn.training"):
+        summary = training.train(settings_for("scratch"), splits, **paths)
+    assert "training had finished before the job stopped" in caplog.text
+    assert summary["epochs_run"] == 2
+    assert [int(r["epoch"]) for r in history(paths["history_path"])] == [0, 1]
