@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, make_class_images
 
-from smallcnn import features, training
+from smallcnn import devices, features, training
 
 CALLBACKS = {
     "checkpoint": {"monitor": "val_loss"},
@@ -72,6 +72,32 @@ def history(path):
         return list(csv.DictReader(stream))
 
 
+def epoch_losses_in_tensorboard(log_dir):
+    """The per-epoch training losses as TensorBoard would read them from the event files."""
+    import tensorflow as tf
+
+    losses = {}
+    for events in (log_dir / "train").glob("events.out.tfevents*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                if value.tag == "epoch_loss":
+                    losses[event.step] = float(tf.make_ndarray(value.tensor))
+    return [losses[step] for step in sorted(losses)]
+
+
+def test_precision_follows_the_hardware(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu avx2 avx512_bf16\n")
+    flags = devices.cpu_flags(cpuinfo)
+    assert "avx512_bf16" in flags and devices.cpu_model(cpuinfo) == "Test CPU"
+    assert devices.resolve_policy("auto", False, flags) == "mixed_bfloat16"
+    assert devices.resolve_policy("auto", False, {"avx2"}) == "float32"
+    assert devices.resolve_policy("auto", True, set()) == "mixed_float16"
+    assert devices.resolve_policy("mixed", False, set()) == "mixed_bfloat16"
+    assert devices.resolve_policy("float32", True, flags) == "float32"
+    assert devices.cpu_flags(tmp_path / "missing") == set()
+
+
 @pytest.fixture
 def splits(tmp_path):
     for split, seed in (("train", 1), ("validation", 2)):
@@ -122,7 +148,9 @@ def test_scratch_training_writes_every_output(tmp_path, splits):
         "seed",
         "versions",
     }
-    assert list((tmp_path / "results" / "tensorboard" / "scratch").rglob("events.out.tfevents*"))
+    assert epoch_losses_in_tensorboard(tmp_path / "results" / "tensorboard" / "scratch") == [
+        pytest.approx(float(r["loss"]), rel=1e-5) for r in rows
+    ]
     assert not os.path.exists(paths["backup_dir"])
 
 
