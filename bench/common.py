@@ -1,10 +1,12 @@
 """Helpers shared by the benchmarks: the machine, the data, timing and peak memory."""
 
+import concurrent.futures
 import datetime
+import importlib
+import multiprocessing
 import os
 import platform
 import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -172,19 +174,65 @@ def summarize(seconds, images=None):
     return summary
 
 
-def time_interleaved(variants, repeats):
-    """Run each variant once per round, round after round, and collect their wall times.
+class Worker:
+    """A persistent interpreter with an environment of its own, running picklable calls.
 
-    Interleaving spreads any change in the machine's load over every variant instead of
-    penalising whichever ran while the load was high.
+    Some settings are fixed when TensorFlow is imported (oneDNN), and the book's code must run
+    with TensorFlow's defaults while the pipeline runs with its own: each side gets its own
+    interpreter, kept alive between calls so that imports and warm-ups are paid once.
+    `preload` modules are imported first, as the pipeline's scripts import smallcnn first.
     """
-    times = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, run in variants.items():
-            started = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - started)
-    return times
+
+    def __init__(self, env, preload=()):
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_enter_worker,
+            initargs=(dict(env), tuple(preload)),
+        )
+
+    def __call__(self, function, *args, **kwargs):
+        return self._pool.submit(function, *args, **kwargs).result()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._pool.shutdown()
+
+
+def _enter_worker(env, preload):
+    os.environ.clear()
+    os.environ.update(env)
+    for module in preload:
+        importlib.import_module(module)
+
+
+def timed(function, *args, **kwargs):
+    """Wall seconds of one call (run inside a Worker, so that no messaging is counted)."""
+    started = time.perf_counter()
+    function(*args, **kwargs)
+    return time.perf_counter() - started
+
+
+def tensorflow_setup():
+    """What decides TensorFlow's CPU kernels in this interpreter."""
+    import tensorflow as tf
+    from tensorflow.python.util import _pywrap_util_port
+
+    return {
+        "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+        "onednn": bool(_pywrap_util_port.IsMklEnabled()),
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+    }
+
+
+def tensorflow_defaults_env():
+    """This process's environment without the knobs that override TensorFlow's CPU defaults."""
+    env = dict(os.environ)
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    return env
 
 
 def epoch_timer():
@@ -228,7 +276,3 @@ def peak_rss_of_feature_extraction(images, image_size, batch_size, precision, ou
         )
     # ru_maxrss is in kilobytes on Linux.
     return int(result.stdout.strip().splitlines()[-1]) / 1024
-
-
-def own_peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -85,6 +85,16 @@ def pipeline_augmentation():
     return yaml.safe_load((common.REPO / "config.yaml").read_text())["augmentation"]
 
 
+def pipeline_policy(precision):
+    """The Keras dtype policy the pipeline picks for `precision` on this machine."""
+    import tensorflow as tf
+
+    from smallcnn import devices
+
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    return devices.resolve_policy(precision, has_gpu, devices.cpu_flags())
+
+
 # ---------------------------------------------------------------- feature extraction
 
 
@@ -139,13 +149,18 @@ def in_memory_batches(directory, image_size, batch_size):
     return [images for images, _ in image_set.dataset]
 
 
-def compute_bound_feature_extraction(policy, image_size, batches):
-    """A callable running the pipeline's conv base over in-memory batches, built and warmed."""
+# The compute-bound run's base and batches, kept in the worker between its timed repeats.
+_compute_bound = {}
+
+
+def prepare_compute_bound(directory, image_size, batch_size, policy):
+    """Build the pipeline's conv base and load the images into memory, then warm up."""
     import keras
     import tensorflow as tf
 
     from smallcnn import models
 
+    batches = in_memory_batches(directory, image_size, batch_size)
     keras.mixed_precision.set_dtype_policy(policy)
     base = models.build_conv_base("vgg16", None, (*image_size, 3))
 
@@ -155,33 +170,47 @@ def compute_bound_feature_extraction(policy, image_size, batches):
 
     for shape in {tuple(b.shape) for b in batches}:
         compute(next(b for b in batches if tuple(b.shape) == shape)).numpy()
-
-    def run():
-        for batch in batches:
-            compute(batch).numpy()
-
-    return run
+    _compute_bound.update(compute=compute, batches=batches)
 
 
-def measure_feature_extraction(args, train_dir, warmup_dir, work, policy):
-    import keras
+def release_compute_bound():
+    _compute_bound.clear()
 
+
+def run_compute_bound():
+    for batch in _compute_bound["batches"]:
+        _compute_bound["compute"](batch).numpy()
+
+
+def measure_feature_extraction(args, workers, train_dir, warmup_dir, work, policy):
+    """Seconds of each variant over the same images, repeated round after round."""
+    book, pipeline = workers
     image_size = (args.size, args.size)
     n = common.count_images(train_dir)
     out = work / "features.h5"
-    variants = {
-        "book": lambda d=train_dir: book_feature_extraction(d, image_size),
-        "pipeline": lambda d=train_dir: pipeline_feature_extraction(
-            d, out, image_size, args.batch_size, args.precision
+    runs = {
+        "book": lambda d: book(common.timed, book_feature_extraction, d, image_size),
+        "pipeline": lambda d: pipeline(
+            common.timed,
+            pipeline_feature_extraction,
+            d,
+            out,
+            image_size,
+            args.batch_size,
+            args.precision,
         ),
     }
     # Warm-up: library loading, thread pools and kernel selection, on a few images.
-    variants["book"](warmup_dir)
-    variants["pipeline"](warmup_dir)
-    batches = in_memory_batches(train_dir, image_size, args.batch_size)
-    variants["compute_bound"] = compute_bound_feature_extraction(policy, image_size, batches)
-    times = common.time_interleaved(variants, args.repeats)
-    keras.mixed_precision.set_dtype_policy("float32")
+    for run in runs.values():
+        run(warmup_dir)
+    pipeline(prepare_compute_bound, train_dir, image_size, args.batch_size, policy)
+    runs["compute_bound"] = lambda d: pipeline(common.timed, run_compute_bound)
+    # Interleaved: a change in the machine's load spreads over every variant.
+    times = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, run in runs.items():
+            times[name].append(run(train_dir))
+    pipeline(release_compute_bound)
     return {name: common.summarize(seconds, n) for name, seconds in times.items()}
 
 
@@ -324,19 +353,24 @@ def compute_bound_epochs(train_dir, validation_dir, image_size, epochs, policy):
     return timer.seconds
 
 
-def measure_augmented_epoch(args, train_dir, validation_dir, work, policy):
-    import keras
-
+def measure_augmented_epoch(args, workers, train_dir, validation_dir, work, policy):
+    book, pipeline = workers
     image_size = (args.size, args.size)
     # One untimed warm-up epoch (tracing, caches filling), then the timed ones.
     epochs = 1 + args.epochs
     runs = {
-        "book": lambda: book_epochs(train_dir, validation_dir, image_size, epochs),
-        "pipeline": lambda: pipeline_epochs(
-            train_dir, validation_dir, image_size, epochs, args.precision, work / "cache"
+        "book": lambda: book(book_epochs, train_dir, validation_dir, image_size, epochs),
+        "pipeline": lambda: pipeline(
+            pipeline_epochs,
+            train_dir,
+            validation_dir,
+            image_size,
+            epochs,
+            args.precision,
+            work / "cache",
         ),
-        "compute_bound": lambda: compute_bound_epochs(
-            train_dir, validation_dir, image_size, epochs, policy
+        "compute_bound": lambda: pipeline(
+            compute_bound_epochs, train_dir, validation_dir, image_size, epochs, policy
         ),
     }
     results = {}
@@ -346,7 +380,6 @@ def measure_augmented_epoch(args, train_dir, validation_dir, work, policy):
             "first_epoch_seconds": round(seconds[0], 3),
             **common.summarize(seconds[1:]),
         }
-    keras.mixed_precision.set_dtype_policy("float32")
     return results
 
 
@@ -455,15 +488,8 @@ def tables(result):
 
 def main(argv=None):
     args = parse_args(argv)
-    import tensorflow as tf
-
-    from smallcnn import devices
-
     started = time.perf_counter()
     load_before = common.load_average()
-    policy = devices.resolve_policy(
-        args.precision, bool(tf.config.list_physical_devices("GPU")), devices.cpu_flags()
-    )
     n_train = args.images
     n_validation = max(2, args.images // 2)
     with tempfile.TemporaryDirectory(prefix="smallcnn-speed-") as tmp:
@@ -475,12 +501,25 @@ def main(argv=None):
         )
         train_dir, validation_dir = work / "data/train", work / "data/validation"
         common.read_all_files(work / "data")
-        print(f"data: {data}; precision of (b) and (c): {policy}", file=sys.stderr)
-        features = measure_feature_extraction(args, train_dir, work / "data/warmup", work, policy)
-        epoch = measure_augmented_epoch(args, train_dir, validation_dir, work, policy)
+        print(f"data: {data}", file=sys.stderr)
+        with (
+            common.Worker(common.tensorflow_defaults_env()) as book,
+            common.Worker(os.environ, preload=["smallcnn"]) as pipeline,
+        ):
+            setup = {
+                "book": book(common.tensorflow_setup),
+                "pipeline": pipeline(common.tensorflow_setup),
+            }
+            policy = pipeline(pipeline_policy, args.precision)
+            machine = pipeline(common.machine)
+            workers = (book, pipeline)
+            features = measure_feature_extraction(
+                args, workers, train_dir, work / "data/warmup", work, policy
+            )
+            epoch = measure_augmented_epoch(args, workers, train_dir, validation_dir, work, policy)
         memory = measure_memory(args, train_dir, work)
     result = {
-        "machine": common.machine(),
+        "machine": machine,
         "load_average": {"before": load_before, "after": common.load_average()},
         "data": data,
         "precision": {
@@ -488,6 +527,8 @@ def main(argv=None):
             "pipeline_and_compute_bound": policy,
             "book": "float32",
         },
+        # (a) runs with TensorFlow's defaults, (b) and (c) with whatever smallcnn sets up.
+        "tensorflow_setup": setup,
         "settings": {
             "mode": "quick" if args.quick else "full",
             "image_size": args.size,
@@ -508,11 +549,11 @@ def main(argv=None):
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    machine = result["machine"]
     print(
         f"{machine['cpu_model']}, {machine['cores']} cores, {machine['date']}; "
         f"load average before {load_before}, after {result['load_average']['after']}; "
-        f"{data}; (b)/(c) precision {policy}\n"
+        f"{data}; (b)/(c) precision {policy}; oneDNN (a) {setup['book']['onednn']}, "
+        f"(b)/(c) {setup['pipeline']['onednn']}\n"
     )
     print(tables(result))
     print(f"\nwrote {args.out} in {result['wall_seconds']:.0f} s")
