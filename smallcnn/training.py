@@ -242,9 +242,6 @@ class ResumableCallbacks:
         )
         if improved:
             self.best_epoch = epoch + 1
-            for old in self.work_dir.glob("best-*.keras"):
-                if old.name != f"best-{epoch + 1:04d}.keras":
-                    old.unlink()
         entry = {
             "checkpoint_best": _number(self.checkpoint.best),
             "best_epoch": self.best_epoch,
@@ -270,6 +267,15 @@ class ResumableCallbacks:
         }
         self.state.epochs[str(epoch + 1)] = entry
         self.state.save()
+        # Only now, and only the models no kept entry refers to: a resumed run needs its best.
+        referenced = {
+            f"best-{e['best_epoch']:04d}.keras"
+            for e in self.state.epochs.values()
+            if e["best_epoch"]
+        }
+        for model in self.work_dir.glob("best-*.keras"):
+            if model.name not in referenced:
+                model.unlink()
 
     def best_model_path(self):
         if self.best_epoch is None:
