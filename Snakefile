@@ -22,6 +22,13 @@ os.environ.update(
 )
 
 
+# Downloads run where Snakemake runs (the login node on a cluster): compute nodes are often
+# offline, and a transfer should not hold a GPU allocation.
+localrules:
+    download,
+    fetch_weights,
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/weights.smk"
