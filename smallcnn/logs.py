@@ -25,6 +25,10 @@ class _Tee:
     def isatty(self):
         return False
 
+    def close(self):
+        # absl closes sys.stderr's handler at interpreter exit; the log file closes itself.
+        self.flush()
+
 
 @contextlib.contextmanager
 def job_log(path):
