@@ -12,14 +12,18 @@ class _Tee:
     def __init__(self, *streams):
         self.streams = streams
 
+    def _open_streams(self):
+        # Libraries that captured sys.stderr inside the block (absl) may write after it closed.
+        return [stream for stream in self.streams if not stream.closed]
+
     def write(self, text):
-        for stream in self.streams:
+        for stream in self._open_streams():
             stream.write(text)
             stream.flush()
         return len(text)
 
     def flush(self):
-        for stream in self.streams:
+        for stream in self._open_streams():
             stream.flush()
 
     def isatty(self):
