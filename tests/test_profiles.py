@@ -132,7 +132,7 @@ def test_slurm_profile_asks_for_a_gpu_only_for_feature_extraction_and_training(
         tmp_path, option, str(PROFILES / "slurm"), path=None if slurm_installed else no_slurm_path
     )
     # --profile also reads profiles/default, whose local limits then apply on the cluster too;
-    # --workflow-profile replaces it (what docs/cluster.md recommends).
+    # --workflow-profile replaces it (what the README recommends).
     reads_default = f"workflow specific profile {PROFILES / 'default'}" in output
     assert reads_default == (option == "--profile")
     jobs = planned_jobs(output)
