@@ -248,7 +248,11 @@ def book_model(input_shape):
     return model
 
 
-def book_epochs(train_dir, validation_dir, image_size, epochs):
+# Each worker's prepared epoch runs (model and data), kept between the interleaved rounds.
+_epoch_runs = {}
+
+
+def prepare_book_epochs(train_dir, validation_dir, image_size):
     """DLwP listing 5.14: augmenting generator, fit with steps_per_epoch and validation_steps."""
     from keras.src.legacy.preprocessing.image import ImageDataGenerator
 
@@ -261,17 +265,14 @@ def book_epochs(train_dir, validation_dir, image_size, epochs):
         str(validation_dir), target_size=image_size, batch_size=BOOK_BATCH, class_mode="binary"
     )
     model = book_model((*image_size, 3))
-    timer = common.epoch_timer()
-    model.fit(
+    _epoch_runs["book"] = lambda: model.fit(
         train_generator,
         steps_per_epoch=len(train_generator),
-        epochs=epochs,
+        epochs=1,
         validation_data=validation_generator,
         validation_steps=len(validation_generator),
-        callbacks=[timer],
         verbose=0,
     )
-    return timer.seconds
 
 
 def pipeline_model(image_size, class_names, seed=0):
@@ -292,7 +293,7 @@ def pipeline_model(image_size, class_names, seed=0):
     return model
 
 
-def pipeline_epochs(train_dir, validation_dir, image_size, epochs, precision, cache_dir):
+def prepare_pipeline_epochs(train_dir, validation_dir, image_size, precision, cache_dir):
     """The augmented experiment's input pipeline and model as smallcnn.training sets them up."""
     from smallcnn import datasets, devices
 
@@ -309,20 +310,13 @@ def pipeline_epochs(train_dir, validation_dir, image_size, epochs, precision, ca
         cache_dir=cache_dir,
     )
     model = pipeline_model(image_size, train.class_names)
-    timer = common.epoch_timer()
-    model.fit(
-        train.dataset,
-        validation_data=validation.dataset,
-        epochs=epochs,
-        callbacks=[timer],
-        # The dataset shuffles itself; fit's own shuffle does not apply to datasets.
-        shuffle=False,
-        verbose=0,
+    # The datasets shuffle themselves; fit's own shuffle does not apply to datasets.
+    _epoch_runs["pipeline"] = lambda: model.fit(
+        train.dataset, validation_data=validation.dataset, epochs=1, shuffle=False, verbose=0
     )
-    return timer.seconds
 
 
-def compute_bound_epochs(train_dir, validation_dir, image_size, epochs, policy):
+def prepare_compute_bound_epochs(train_dir, validation_dir, image_size, policy):
     """The pipeline's model (augmentation layers included) fed from tensors in memory."""
     import keras
     import tensorflow as tf
@@ -341,46 +335,45 @@ def compute_bound_epochs(train_dir, validation_dir, image_size, epochs, policy):
     validation, _ = in_memory(validation_dir, class_names)
     keras.mixed_precision.set_dtype_policy(policy)
     model = pipeline_model(image_size, class_names)
-    timer = common.epoch_timer()
-    model.fit(
-        train,
-        validation_data=validation,
-        epochs=epochs,
-        callbacks=[timer],
-        shuffle=False,
-        verbose=0,
+    _epoch_runs["compute_bound"] = lambda: model.fit(
+        train, validation_data=validation, epochs=1, shuffle=False, verbose=0
     )
-    return timer.seconds
+
+
+def run_epoch(name):
+    _epoch_runs[name]()
+
+
+def release_epochs():
+    _epoch_runs.clear()
 
 
 def measure_augmented_epoch(args, workers, train_dir, validation_dir, work, policy):
+    """One fit epoch per variant per round, rounds interleaved; the first round is a warm-up
+    (tracing, the pipeline's cache filling) and reported apart."""
     book, pipeline = workers
     image_size = (args.size, args.size)
-    # One untimed warm-up epoch (tracing, caches filling), then the timed ones.
-    epochs = 1 + args.epochs
-    runs = {
-        "book": lambda: book(book_epochs, train_dir, validation_dir, image_size, epochs),
-        "pipeline": lambda: pipeline(
-            pipeline_epochs,
-            train_dir,
-            validation_dir,
-            image_size,
-            epochs,
-            args.precision,
-            work / "cache",
-        ),
-        "compute_bound": lambda: pipeline(
-            compute_bound_epochs, train_dir, validation_dir, image_size, epochs, policy
-        ),
+    book(prepare_book_epochs, train_dir, validation_dir, image_size)
+    pipeline(
+        prepare_pipeline_epochs,
+        train_dir,
+        validation_dir,
+        image_size,
+        args.precision,
+        work / "cache",
+    )
+    pipeline(prepare_compute_bound_epochs, train_dir, validation_dir, image_size, policy)
+    workers_of = {"book": book, "pipeline": pipeline, "compute_bound": pipeline}
+    seconds = {name: [] for name in workers_of}
+    for _ in range(1 + args.epochs):
+        for name, worker in workers_of.items():
+            seconds[name].append(worker(common.timed, run_epoch, name))
+    book(release_epochs)
+    pipeline(release_epochs)
+    return {
+        name: {"first_epoch_seconds": round(times[0], 3), **common.summarize(times[1:])}
+        for name, times in seconds.items()
     }
-    results = {}
-    for name, run in runs.items():
-        seconds = run()
-        results[name] = {
-            "first_epoch_seconds": round(seconds[0], 3),
-            **common.summarize(seconds[1:]),
-        }
-    return results
 
 
 # ---------------------------------------------------------------- memory
