@@ -1,5 +1,6 @@
 """Shared test helpers: generated image folders and a Snakemake runner on a scratch directory."""
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -33,6 +34,16 @@ def make_class_images(root, classes=("cat", "dog"), per_class=10, size=(48, 48),
             Image.fromarray(pixels).save(path)
             paths.append(path)
     return paths
+
+
+def tree_digest(root):
+    """Every file under root with its sha256: to prove a source was left as it was."""
+    root = Path(root)
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def run_snakemake(workdir, targets, config=None, configfiles=(), args=(), check=True, timeout=1800):

@@ -1,7 +1,6 @@
 """The data stage without Snakemake: checking files, layouts, safe zips, duplicates, the split."""
 
 import csv
-import hashlib
 import io
 import json
 import zipfile
@@ -10,7 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import make_class_images
+from conftest import make_class_images, tree_digest
 from PIL import Image
 
 from smallcnn import data, images, layouts
@@ -96,16 +95,6 @@ def read_csv(path):
 
 def statuses(manifest):
     return {row["file"]: row["status"] for row in read_csv(manifest)}
-
-
-def tree_digest(root):
-    """Every file under root with its sha256: to prove a source was left as it was."""
-    root = Path(root)
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def run_stage(source, out, counts=SPLIT, seed=7, **limits):

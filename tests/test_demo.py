@@ -1,23 +1,13 @@
 """The offline demo generator: deterministic, learnable classes, and bad files to reject."""
 
-import hashlib
 import json
-from pathlib import Path
 
 import pytest
+from conftest import tree_digest
 
 from smallcnn import data
 from smallcnn.demo import make_demo
 from smallcnn.errors import UserError
-
-
-def tree_digest(root):
-    root = Path(root)
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def test_demo_is_deterministic(tmp_path):
