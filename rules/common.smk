@@ -1,7 +1,6 @@
 """Named input and parameter functions shared by the rules."""
 
 import copy
-from pathlib import Path
 
 EXPERIMENTS = list(config["experiments"])
 SPLITS = ["train", "validation", "test"]
@@ -16,10 +15,6 @@ wildcard_constraints:
     name="|".join(["scratch", "augmented", "features", "frozen", "finetuned"]),
     split="|".join(SPLITS),
     base="[a-z0-9]+",
-
-
-def split_dirs():
-    return {split: f"results/data/{split}" for split in SPLITS}
 
 
 def conv_base_weights():
