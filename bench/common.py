@@ -159,14 +159,18 @@ def count_images(folder):
     return sum(1 for p in Path(folder).rglob("*") if p.is_file())
 
 
-def summarize(seconds, images=None):
-    """Median and spread of repeated timings, and the throughput at the median."""
+def summarize(samples, images=None):
+    """Median and spread of repeated `timed` samples, and the throughput at the median."""
+    seconds = [sample["wall"] for sample in samples]
+    cpu = [sample["cpu"] for sample in samples]
     median = statistics.median(seconds)
     summary = {
         "seconds": [round(s, 3) for s in seconds],
         "median_seconds": round(median, 3),
         "min_seconds": round(min(seconds), 3),
         "max_seconds": round(max(seconds), 3),
+        "cpu_seconds": [round(s, 3) for s in cpu],
+        "median_cpu_seconds": round(statistics.median(cpu), 3),
     }
     if images:
         summary["images"] = images
@@ -209,10 +213,12 @@ def _enter_worker(env, preload):
 
 
 def timed(function, *args, **kwargs):
-    """Wall seconds of one call (run inside a Worker, so that no messaging is counted)."""
-    started = time.perf_counter()
+    """Wall and CPU seconds (all threads of this process) of one call, run inside a Worker so
+    that no messaging is counted. CPU time is the figure that other jobs on a shared machine
+    disturb least; wall time is the one that matters."""
+    wall, cpu = time.perf_counter(), time.process_time()
     function(*args, **kwargs)
-    return time.perf_counter() - started
+    return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
 
 
 def tensorflow_setup():
@@ -236,19 +242,22 @@ def tensorflow_defaults_env():
 
 
 def epoch_timer():
-    """A Keras callback recording each epoch's wall time (training and validation)."""
+    """A Keras callback recording each epoch's wall and CPU time (training and validation)."""
     import keras
 
     class EpochTimer(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
             self.seconds = []
+            self.cpu_seconds = []
 
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
+            self.cpu_started = time.process_time()
 
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(time.perf_counter() - self.started)
+            self.cpu_seconds.append(time.process_time() - self.cpu_started)
 
     return EpochTimer()
 

@@ -47,7 +47,7 @@ BOOK_BATCH = 20
 # full: the book's 2,000 training images; quick: fewer, enough for stable medians.
 PRESETS = {
     "full": {"images": 2000, "repeats": 3, "epochs": 3},
-    "quick": {"images": 160, "repeats": 3, "epochs": 2},
+    "quick": {"images": 160, "repeats": 3, "epochs": 3},
 }
 
 
@@ -371,7 +371,7 @@ def measure_augmented_epoch(args, workers, train_dir, validation_dir, work, poli
     book(release_epochs)
     pipeline(release_epochs)
     return {
-        name: {"first_epoch_seconds": round(times[0], 3), **common.summarize(times[1:])}
+        name: {"first_epoch_seconds": round(times[0]["wall"], 3), **common.summarize(times[1:])}
         for name, times in seconds.items()
     }
 
@@ -400,13 +400,16 @@ def measure_memory(args, train_dir, work):
 # ---------------------------------------------------------------- report
 
 
-def ratios(features, epoch):
+def ratios(features, epoch, key="median_seconds"):
+    """The four target ratios, from wall time (`median_seconds`) or CPU time."""
+
     def median(block, name):
-        return block[name]["median_seconds"]
+        return block[name][key]
 
     return {
+        # Same images for both, so the ratio of images/s is the inverse ratio of times.
         "feature_extraction_speedup": round(
-            features["pipeline"]["images_per_second"] / features["book"]["images_per_second"], 3
+            median(features, "book") / median(features, "pipeline"), 3
         ),
         "feature_extraction_vs_compute_bound": round(
             median(features, "pipeline") / median(features, "compute_bound"), 3
@@ -432,35 +435,36 @@ LABELS = {
 
 def tables(result):
     f, e, m = result["feature_extraction"], result["augmented_epoch"], result["memory"]
-    size = result["settings"]["image_size"]
+    settings = result["settings"]
+    size = settings["image_size"]
     lines = [
         f"Feature extraction, VGG16 base at {size}x{size}, {f['book']['images']} images, "
-        f"median of {result['settings']['repeats']}:",
+        f"median of {settings['repeats']}:",
         "",
-        "| variant | seconds (median) | range | images/s |",
-        "| --- | ---: | ---: | ---: |",
+        "| variant | seconds (median) | range | images/s | CPU seconds |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for name, label in LABELS.items():
         row = f[name]
         lines.append(
             f"| {label} | {row['median_seconds']:.1f} | {row['min_seconds']:.1f}-"
-            f"{row['max_seconds']:.1f} | {row['images_per_second']:.2f} |"
+            f"{row['max_seconds']:.1f} | {row['images_per_second']:.2f} | "
+            f"{row['median_cpu_seconds']:.1f} |"
         )
-    settings = result["settings"]
     lines += [
         "",
         f"One epoch of the augmented model, {settings['train_images']} training images in steps "
         f"of {BOOK_BATCH} + {settings['validation_images']} validation images, median of "
         f"{settings['epochs']} epochs after a warm-up epoch:",
         "",
-        "| variant | first epoch s | epoch s (median) | range |",
-        "| --- | ---: | ---: | ---: |",
+        "| variant | first epoch s | epoch s (median) | range | CPU seconds |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for name, label in LABELS.items():
         row = e[name]
         lines.append(
             f"| {label} | {row['first_epoch_seconds']:.1f} | {row['median_seconds']:.1f} | "
-            f"{row['min_seconds']:.1f}-{row['max_seconds']:.1f} |"
+            f"{row['min_seconds']:.1f}-{row['max_seconds']:.1f} | {row['median_cpu_seconds']:.1f} |"
         )
     lines += [
         "",
@@ -468,13 +472,14 @@ def tables(result):
         f"{m['images_n']} images, {m['peak_rss_mb_4n']:.0f} MB at {m['images_4n']} "
         f"({m['growth']:+.1%}; target < +10%)",
         "",
-        "| ratio | measured | target | met |",
-        "| --- | ---: | ---: | --- |",
+        "| ratio | measured | target | met | in CPU time |",
+        "| --- | ---: | ---: | --- | ---: |",
     ]
     for key, (op, bound) in TARGETS.items():
         value = result[key]
         lines.append(
-            f"| {key} | {value:.2f} | {op} {bound} | {'yes' if met(key, value) else 'NO'} |"
+            f"| {key} | {value:.2f} | {op} {bound} | {'yes' if met(key, value) else 'NO'} | "
+            f"{result['cpu_time_ratios'][key]:.2f} |"
         )
     return "\n".join(lines)
 
@@ -537,6 +542,8 @@ def main(argv=None):
         "memory": memory,
     }
     result.update(ratios(features, epoch))
+    # Supplementary: the same ratios in CPU time, less disturbed by other jobs on the machine.
+    result["cpu_time_ratios"] = ratios(features, epoch, "median_cpu_seconds")
     result["targets"] = {key: f"{op} {bound}" for key, (op, bound) in TARGETS.items()}
     result["targets_met"] = {key: met(key, result[key]) for key in TARGETS}
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
