@@ -225,16 +225,21 @@ def build_conv_base(name, weights_path, input_shape):
     return base
 
 
+def _dense_head(x, n_classes, dense_units, dropout, seed, class_names, conv_base):
+    """Flatten, Dense(relu), optional Dropout, then the output: the head on conv-base features."""
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    return _output(x, n_classes, _class_names(class_names, n_classes), conv_base)
+
+
 def build_feature_classifier(
     feature_shape, n_classes, dense_units=256, dropout=0.5, seed=0, class_names=None, conv_base=None
 ):
     """The dense classifier trained on extracted conv-base features."""
     inputs = keras.Input(shape=tuple(feature_shape), name="features")
-    x = keras.layers.Flatten(name="flatten")(inputs)
-    x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
-    outputs = _output(x, n_classes, _class_names(class_names, n_classes), conv_base)
+    outputs = _dense_head(inputs, n_classes, dense_units, dropout, seed, class_names, conv_base)
     return keras.Model(inputs, outputs, name="features")
 
 
@@ -259,11 +264,7 @@ def build_frozen(
     if augmentation:
         x = build_augmentation(augmentation, seed)(x)
     x = base(x, training=False)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
-    outputs = _output(x, n_classes, _class_names(class_names, n_classes), conv_base)
+    outputs = _dense_head(x, n_classes, dense_units, dropout, seed, class_names, conv_base)
     return keras.Model(inputs, outputs, name="frozen")
 
 
