@@ -83,21 +83,6 @@ class ModelInfo(keras.layers.Layer):
         }
 
 
-@keras.saving.register_keras_serializable(package="smallcnn")
-class RandomShear(keras.layers.RandomShear):
-    """Keras' RandomShear with a config it can load back.
-
-    Keras 3.15 saves the factors as the (-f, f) range it samples from, and its constructor
-    refuses negative numbers, so a saved model with RandomShear does not load.
-    """
-
-    def get_config(self):
-        config = super().get_config()
-        for key in ("x_factor", "y_factor"):
-            config[key] = max(abs(float(v)) for v in config[key])
-        return config
-
-
 def model_info(model):
     """(class_names, conv_base) stored in a model built by this module."""
     try:
@@ -110,56 +95,135 @@ def model_info(model):
     return layer.class_names, layer.conv_base
 
 
-def build_augmentation(augmentation, seed):
-    """Random transforms of the book's ImageDataGenerator as preprocessing layers.
+def affine_transforms(theta, shift_x, shift_y, shear, zoom_x, zoom_y, flip, height, width):
+    """ImageDataGenerator's apply_affine_transform followed by its horizontal flip, as the rows
+    of 8 numbers that keras.ops.image.affine_transform takes (one per image).
 
-    They work on float images in 0..255 and are active only when training=True. `shear` is an
-    angle in radians, as in the Keras of the book; Keras' RandomShear takes the horizontal shift
-    per unit of height, sin(angle) as in ImageDataGenerator's shear matrix.
+    x is the column and y the row; theta and shear are in radians, the shifts in pixels; flip
+    is -1 to mirror the image and 1 to keep it. (ImageDataGenerator itself centres on
+    (height, width) swapped and shifts columns by height_shift_range; the two agree on square
+    images, and here each shift and the centre go with their own axis.)
     """
-    fill = augmentation.get("fill_mode", "nearest")
-    # float32 whatever the global policy: the resampling kernels are float32 on CPU, and
-    # bfloat16 would round pixel values.
-    common = {"fill_mode": fill, "dtype": "float32"}
-    layers = []
-    if augmentation.get("rotation"):
-        layers.append(
-            keras.layers.RandomRotation(
-                augmentation["rotation"] / 360, seed=seed, name="rotation", **common
-            )
+    ops = keras.ops
+    cos, sin = ops.cos(theta), ops.sin(theta)
+    # rotation @ shift @ shear @ zoom multiplied out, mapping an output pixel to the input one:
+    # x' = a*x + b*y + e, y' = c*x + d*y + f.
+    a = cos * zoom_x
+    b = (-cos * ops.sin(shear) - sin * ops.cos(shear)) * zoom_y
+    c = sin * zoom_x
+    d = (-sin * ops.sin(shear) + cos * ops.cos(shear)) * zoom_y
+    e = cos * shift_x - sin * shift_y
+    f = sin * shift_x + cos * shift_y
+    # About the centre, as transform_matrix_offset_center does.
+    centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
+    e = e + centre_x - a * centre_x - b * centre_y
+    f = f + centre_y - c * centre_x - d * centre_y
+    # The flip comes after the resample: output column j reads column width-1-j of it.
+    mirror = (1.0 - flip) / 2 * (width - 1)
+    e, f = e + a * mirror, f + c * mirror
+    a, c = a * flip, c * flip
+    zeros = ops.zeros_like(a)
+    return ops.stack([a, b, e, c, d, f, zeros, zeros], axis=1)
+
+
+@keras.saving.register_keras_serializable(package="smallcnn")
+class RandomAffine(keras.layers.Layer):
+    """The book's ImageDataGenerator transforms (rotation, shift, shear, zoom, horizontal flip)
+    as one random affine resample per image, active only when training=True.
+
+    One resample instead of one per transform: each extra bilinear pass blurs the image again and
+    costs as much as the first (a chain of Keras' RandomRotation, RandomTranslation, RandomShear
+    and RandomZoom layers took 3-4 times as long per batch). The matrix is ImageDataGenerator's
+    (apply_affine_transform: rotation, shift, shear, zoom about the image centre, then the flip),
+    so the transforms have the same distribution as the book's. Works on float images in 0..255.
+    """
+
+    def __init__(
+        self,
+        rotation=0.0,
+        width_shift=0.0,
+        height_shift=0.0,
+        shear=0.0,
+        zoom=0.0,
+        horizontal_flip=False,
+        fill_mode="nearest",
+        seed=None,
+        **kwargs,
+    ):
+        # float32 whatever the global policy: the resampling kernels are float32 on CPU, and
+        # bfloat16 would round pixel values.
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.rotation = float(rotation)
+        self.width_shift = float(width_shift)
+        self.height_shift = float(height_shift)
+        self.shear = float(shear)
+        self.zoom = float(zoom)
+        self.horizontal_flip = bool(horizontal_flip)
+        self.fill_mode = fill_mode
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _uniform(self, n, limit, centre=0.0):
+        return keras.random.uniform(
+            (n,), centre - limit, centre + limit, seed=self.seed_generator
         )
-    if augmentation.get("width_shift") or augmentation.get("height_shift"):
-        layers.append(
-            keras.layers.RandomTranslation(
-                augmentation.get("height_shift", 0),
-                augmentation.get("width_shift", 0),
-                seed=seed + 1,
-                name="translation",
-                **common,
-            )
+
+    def transforms(self, batch, height, width):
+        """Random transforms for a batch, as affine_transform's rows of 8 numbers."""
+        uniform = self._uniform
+        flip = 1.0
+        if self.horizontal_flip:
+            flip = keras.ops.where(uniform(batch, 0.5, centre=0.5) < 0.5, -1.0, 1.0)
+        return affine_transforms(
+            theta=uniform(batch, math.radians(self.rotation)),
+            shift_x=uniform(batch, self.width_shift) * width,
+            shift_y=uniform(batch, self.height_shift) * height,
+            shear=uniform(batch, self.shear),
+            zoom_x=uniform(batch, self.zoom, centre=1.0),
+            zoom_y=uniform(batch, self.zoom, centre=1.0),
+            flip=flip,
+            height=height,
+            width=width,
         )
-    if augmentation.get("shear"):
-        layers.append(
-            RandomShear(
-                x_factor=math.sin(augmentation["shear"]),
-                y_factor=0.0,
-                seed=seed + 2,
-                name="shear",
-                **common,
-            )
+
+    def call(self, images, training=False):
+        if not training:
+            return images
+        shape = keras.ops.shape(images)
+        height = keras.ops.cast(shape[1], "float32")
+        width = keras.ops.cast(shape[2], "float32")
+        return keras.ops.image.affine_transform(
+            images,
+            self.transforms(shape[0], height, width),
+            interpolation="bilinear",
+            fill_mode=self.fill_mode,
         )
-    if augmentation.get("zoom"):
-        # Height and width zoom independently, as ImageDataGenerator's zoom_range does.
-        layers.append(
-            keras.layers.RandomZoom(
-                augmentation["zoom"], augmentation["zoom"], seed=seed + 3, name="zoom", **common
-            )
-        )
-    if augmentation.get("horizontal_flip"):
-        layers.append(
-            keras.layers.RandomFlip("horizontal", seed=seed + 4, name="flip", dtype="float32")
-        )
-    return keras.Sequential(layers, name="augmentation")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "rotation": self.rotation,
+            "width_shift": self.width_shift,
+            "height_shift": self.height_shift,
+            "shear": self.shear,
+            "zoom": self.zoom,
+            "horizontal_flip": self.horizontal_flip,
+            "fill_mode": self.fill_mode,
+            "seed": self.seed,
+        }
+
+
+def build_augmentation(augmentation, seed):
+    """The `augmentation` config section as one RandomAffine layer named "augmentation".
+
+    `rotation` is in degrees and `shear` an angle in radians, as in the Keras of the book; the
+    shifts and zoom are fractions of the image size.
+    """
+    return RandomAffine(**augmentation, seed=seed, name="augmentation")
 
 
 def _output(x, n_classes, class_names, conv_base=None):

@@ -42,13 +42,8 @@ def test_augmented_adds_augmentation_and_dropout_but_no_parameters():
     assert model.count_params() == 3_453_121
     assert model.get_layer("dropout").rate == 0.5
     augmentation = model.get_layer("augmentation")
-    assert [layer.name for layer in augmentation.layers] == [
-        "rotation",
-        "translation",
-        "shear",
-        "zoom",
-        "flip",
-    ]
+    assert isinstance(augmentation, models.RandomAffine)
+    assert (augmentation.rotation, augmentation.shear, augmentation.zoom) == (40, 0.2, 0.2)
 
 
 def test_more_than_two_classes_get_softmax():
@@ -73,11 +68,49 @@ def test_augmentation_is_active_only_in_training():
     assert augmented.min() >= images.min() - 1e-3 and augmented.max() <= images.max() + 1e-3
 
 
-def test_zero_settings_turn_transforms_off():
+def test_zero_settings_leave_images_unchanged_in_training():
     augmentation = models.build_augmentation(
-        {"rotation": 0, "width_shift": 0, "height_shift": 0, "shear": 0, "zoom": 0.1}, seed=1
+        {"rotation": 0, "width_shift": 0, "height_shift": 0, "shear": 0, "zoom": 0}, seed=1
     )
-    assert [layer.name for layer in augmentation.layers] == ["zoom"]
+    images = np.random.default_rng(0).uniform(0, 255, (3, 20, 30, 3)).astype("float32")
+    np.testing.assert_allclose(augmentation(images, training=True), images, atol=1e-3)
+
+
+# scipy warns about the namespace the legacy module imports affine_transform from.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("flip", [1.0, -1.0])
+def test_the_single_resample_is_image_data_generators_transform(flip):
+    """Same picture as the book's ImageDataGenerator (legacy apply_affine_transform, bilinear,
+    nearest fill, then flip) for one set of parameters with every transform at work.
+    Square: ImageDataGenerator mixes up height and width in its centre and shifts."""
+    from keras.src.legacy.preprocessing.image import apply_affine_transform
+
+    height = width = 48
+    image = np.random.default_rng(2).uniform(0, 255, (height, width, 3)).astype("float32")
+    theta, shift_x, shift_y, shear, zoom_x, zoom_y = 0.5, 4.0, -6.0, 0.2, 0.85, 1.15
+    expected = apply_affine_transform(
+        image, np.degrees(theta), shift_x, shift_y, np.degrees(shear), zoom_x, zoom_y,
+        row_axis=0, col_axis=1, channel_axis=2, fill_mode="nearest", order=1,
+    )  # fmt: skip
+    if flip < 0:
+        expected = expected[:, ::-1]
+    transform = models.affine_transforms(
+        *(np.array([v], "float32") for v in (theta, shift_x, shift_y, shear, zoom_x, zoom_y, flip)),
+        height,
+        width,
+    )
+    ours = keras.ops.image.affine_transform(image[None], transform, fill_mode="nearest")[0]
+    np.testing.assert_allclose(np.asarray(ours), expected, atol=0.05)
+
+
+def test_random_transforms_differ_per_image_and_repeat_with_the_seed():
+    images = np.repeat(
+        np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32"), 4, axis=0
+    )
+    first = np.asarray(models.build_augmentation(BOOK_AUGMENTATION, seed=5)(images, training=True))
+    again = np.asarray(models.build_augmentation(BOOK_AUGMENTATION, seed=5)(images, training=True))
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first[0], first[1])
 
 
 def test_vgg16_base_frozen_and_finetuned_as_in_the_book(tmp_path):
