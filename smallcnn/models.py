@@ -165,9 +165,7 @@ class RandomAffine(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def _uniform(self, n, limit, centre=0.0):
-        return keras.random.uniform(
-            (n,), centre - limit, centre + limit, seed=self.seed_generator
-        )
+        return keras.random.uniform((n,), centre - limit, centre + limit, seed=self.seed_generator)
 
     def transforms(self, batch, height, width):
         """Random transforms for a batch, as affine_transform's rows of 8 numbers."""
