@@ -2,6 +2,7 @@
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def configure(precision="auto", multi_gpu=True):
             details = tf.config.experimental.get_device_details(gpus[0])
             device = f"GPU ({details.get('device_name', gpus[0].name)})"
         else:
-            device = f"CPU ({cpu_model()})"
+            onednn = "off" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0" else "on"
+            device = f"CPU ({cpu_model()}, oneDNN {onednn})"
     log.info("device: %s; precision: %s (asked: %s)", device, policy, precision)
     return Runtime(strategy=strategy, policy=policy, device=device)
