@@ -2,7 +2,6 @@
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -44,6 +43,17 @@ def cpu_model(cpuinfo="/proc/cpuinfo"):
     return "unknown CPU"
 
 
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN CPU kernels, as it decided when it was imported.
+
+    Asked of TensorFlow rather than read from TF_ENABLE_ONEDNN_OPTS: smallcnn sets that variable
+    on import, which is too late when TensorFlow was imported first.
+    """
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def resolve_policy(precision, has_gpu, flags):
     """The Keras dtype policy name for `precision` (auto, float32 or mixed) on this hardware."""
     if precision == "float32":
@@ -78,7 +88,6 @@ def configure(precision="auto", multi_gpu=True):
             details = tf.config.experimental.get_device_details(gpus[0])
             device = f"GPU ({details.get('device_name', gpus[0].name)})"
         else:
-            onednn = "off" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0" else "on"
-            device = f"CPU ({cpu_model()}, oneDNN {onednn})"
+            device = f"CPU ({cpu_model()}, oneDNN {'on' if onednn_enabled() else 'off'})"
     log.info("device: %s; precision: %s (asked: %s)", device, policy, precision)
     return Runtime(strategy=strategy, policy=policy, device=device)

@@ -98,6 +98,21 @@ def test_precision_follows_the_hardware(tmp_path):
     assert devices.cpu_flags(tmp_path / "missing") == set()
 
 
+@pytest.mark.parametrize(
+    ("setting", "expected"), [(None, "True"), ("0", "False")], ids=["default", "turned-off"]
+)
+def test_onednn_is_on_unless_turned_off_and_reported_as_tensorflow_decided(setting, expected):
+    """A fresh interpreter, as a pipeline job: smallcnn imported before TensorFlow."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    code = "import smallcnn.devices as d, tensorflow; print(d.onednn_enabled())"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == expected
+
+
 @pytest.fixture
 def splits(tmp_path):
     for split, seed in (("train", 1), ("validation", 2)):
