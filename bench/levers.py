@@ -350,7 +350,9 @@ def study_bf16_accuracy(args):
         def fit(train, validation):
             keras.mixed_precision.set_dtype_policy("float32")
             keras.utils.set_random_seed(0)
-            model = models.build_feature_classifier(train.features.shape[1:], 2, 256, 0.5, 0)
+            model = models.build_feature_classifier(
+                train.features.shape[1:], 2, dense_units=256, dropout=0.5, seed=0
+            )
             training.compile_model(
                 model, {"optimizer": "rmsprop", "learning_rate": 2e-5}, 2, ["val_loss"]
             )

@@ -1,89 +1,170 @@
-"""Named input and parameter functions shared by the rules."""
+"""The declared experiments, resolved once, and the input and parameter functions of the rules."""
 
-import copy
+import sys
 
-EXPERIMENTS = list(config["experiments"])
+import yaml
+
+# The rules' logic lives in the smallcnn package of this checkout; these modules import no
+# TensorFlow, so building the DAG stays fast.
+sys.path.insert(0, workflow.basedir)
+from smallcnn import experiments as declared_experiments, registry
+from smallcnn.errors import UserError
+
+try:
+    EXPERIMENTS = declared_experiments.resolve(config)
+except UserError as error:
+    # One line naming the experiment and what to write, not a traceback.
+    sys.exit(f"error in config: {error}")
+
+NAMES = list(EXPERIMENTS)
+SEEDS = list(config["seeds"])
 SPLITS = ["train", "validation", "test"]
-# finetuned starts from the trained frozen model, so asking for it builds frozen too.
-TRAINED = sorted(
-    set(EXPERIMENTS) | ({"frozen"} if "finetuned" in EXPERIMENTS else set())
-)
-BASE = config["conv_base"]["name"]
+BASES = "|".join(registry.BASES)
+
+# config.yaml's defaults are the book's settings; the report shows the book's figure only for
+# experiments that still run with them.
+with open(os.path.join(workflow.basedir, "config.yaml")) as stream:
+    BOOK_CONFIG = yaml.safe_load(stream)
 
 
 wildcard_constraints:
-    name="|".join(["scratch", "augmented", "features", "frozen", "finetuned"]),
+    experiment="|".join(NAMES),
+    seed=r"\d+",
     split="|".join(SPLITS),
-    base="[a-z0-9]+",
+    base=BASES,
+    weights="[A-Za-z0-9_-]+",
 
 
-def conv_base_weights():
-    """The weights file of the conv base as an explicit input ([] for random weights)."""
-    weights = config["conv_base"]["weights"]
+def weights_file(base, weights):
+    """The weights file a conv base is built from, as an explicit input ([] for random)."""
     if weights == "none":
         return []
     if weights == "imagenet":
-        return f"resources/weights/{BASE}_imagenet_notop.weights.h5"
+        return f"resources/weights/{base}_imagenet_notop.weights.h5"
     return weights
 
 
-def merged_callbacks(name):
-    """Global callback settings overridden by the experiment's own, key by key."""
-    merged = copy.deepcopy(config.get("callbacks", {}))
-    for key, value in config["training"][name].get("callbacks", {}).items():
-        if isinstance(value, dict):
-            merged.setdefault(key, {}).update(value)
-        else:
-            merged[key] = value
-    return merged
+def weights_id(weights):
+    try:
+        return declared_experiments.weights_id(weights)
+    except UserError as error:
+        sys.exit(f"error in config: {error}")
+
+
+# Features are keyed by what determines them: the base and its weights. Experiments with the
+# same pair share one extraction.
+FEATURE_WEIGHTS = {
+    (base["name"], weights_id(base["weights"])): base["weights"]
+    for base in (e.conv_base for e in EXPERIMENTS.values() if e.kind == "features")
+}
+
+
+def features_dir(experiment):
+    base = experiment.conv_base
+    return f"results/features/{base['name']}/{weights_id(base['weights'])}"
+
+
+def declared_weights(wildcards):
+    """The weights named by a features path: imagenet and none for any base, a file's id only
+    for the bases that a declared experiment uses it with."""
+    if wildcards.weights in ("imagenet", "none"):
+        return wildcards.weights
+    key = (wildcards.base, wildcards.weights)
+    if key not in FEATURE_WEIGHTS:
+        raise ValueError(
+            f"no declared features experiment uses {wildcards.base} with weights "
+            f"{wildcards.weights}"
+        )
+    return FEATURE_WEIGHTS[key]
+
+
+def extraction_weights(wildcards):
+    return weights_file(wildcards.base, declared_weights(wildcards))
+
+
+def per_run(pattern, names=None):
+    """`pattern` for every (experiment, seed) of `names` (default: all declared)."""
+    return expand(pattern, experiment=names or NAMES, seed=SEEDS)
 
 
 def train_params(wildcards):
-    """Every hyperparameter of one experiment, so that a change reruns exactly that experiment."""
-    name = wildcards.name
-    settings = {k: v for k, v in config["training"][name].items() if k != "callbacks"}
+    """Every setting of one (experiment, seed): a change reruns exactly that experiment's jobs."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    settings = experiment.settings
     return {
-        "experiment": name,
+        "experiment": experiment.name,
+        "kind": experiment.kind,
         **settings,
+        "seed": int(wildcards.seed),
         "image_size": list(config["image_size"]),
-        "seed": config["seed"],
         "precision": config["precision"],
         "multi_gpu": config["multi_gpu"],
         "augmentation": (
             dict(config["augmentation"]) if settings.get("augment") else None
         ),
-        "callbacks": merged_callbacks(name),
-        "conv_base": conv_base_params(name),
+        "conv_base": experiment.conv_base,
     }
 
 
-def conv_base_params(name):
-    """The conv base settings an experiment depends on (features: through its input files)."""
-    base = config["conv_base"]
-    if name == "frozen":
-        return {"name": base["name"], "weights": base["weights"]}
-    if name == "finetuned":
-        return {k: base[k] for k in ("name", "weights", "unfreeze_from")}
-    return None
-
-
 def train_inputs(wildcards):
-    """Training inputs: images (or extracted features), weights, and the model to start from."""
-    name = wildcards.name
-    if name == "features":
+    """Images (or extracted features), the base's weights, and the model to start from."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    if experiment.kind == "features":
         return {
-            "train": f"results/features/{BASE}/train.h5",
-            "validation": f"results/features/{BASE}/validation.h5",
+            split: f"{features_dir(experiment)}/{split}.h5"
+            for split in ("train", "validation")
         }
     inputs = {"train": "results/data/train", "validation": "results/data/validation"}
-    if name == "frozen":
-        inputs["weights"] = conv_base_weights()
-    if name == "finetuned":
-        inputs["start"] = "results/models/frozen.keras"
+    if experiment.start:
+        inputs["start"] = f"results/models/{experiment.start}/{wildcards.seed}.keras"
+    elif experiment.conv_base:
+        base = experiment.conv_base
+        inputs["weights"] = weights_file(base["name"], base["weights"])
     return inputs
 
 
 def test_input(wildcards):
-    if wildcards.name == "features":
-        return f"results/features/{BASE}/test.h5"
+    experiment = EXPERIMENTS[wildcards.experiment]
+    if experiment.kind == "features":
+        return f"{features_dir(experiment)}/test.h5"
     return "results/data/test"
+
+
+def trained_runs():
+    """Every (experiment, seed) whose training the report depends on."""
+    return per_run("{experiment}/{seed}")
+
+
+def extractions():
+    """{base}/{weights}/{split} of every feature file the declared experiments need."""
+    return [
+        f"{features_dir(e).removeprefix('results/features/')}/{split}"
+        for e in EXPERIMENTS.values()
+        if e.kind == "features"
+        for split in SPLITS
+    ]
+
+
+def report_experiments():
+    """What the report says of each experiment: kind, effective settings, and whether they are
+    the book's (then the book's figure is shown beside it)."""
+    return [
+        {
+            "name": e.name,
+            "kind": e.kind,
+            "start": e.start,
+            "conv_base": e.conv_base,
+            "settings": e.settings,
+            "overrides": list(e.overrides),
+            "description": registry.describe(
+                e.kind,
+                (e.conv_base or {}).get("name"),
+                e.start,
+                (e.conv_base or {}).get("unfreeze_from"),
+            ),
+            "book_settings": declared_experiments.is_book(
+                e, BOOK_CONFIG, config["image_size"]
+            ),
+        }
+        for e in EXPERIMENTS.values()
+    ]

@@ -3,16 +3,16 @@
 
 rule evaluate:
     input:
-        model="results/models/{name}.keras",
-        summary="results/models/{name}.json",
+        model="results/models/{experiment}/{seed}.keras",
+        summary="results/models/{experiment}/{seed}.json",
         test=test_input,
     output:
-        metrics="results/metrics/{name}.json",
-        predictions="results/predictions/{name}.csv",
+        metrics="results/metrics/{experiment}/{seed}.json",
+        predictions="results/predictions/{experiment}/{seed}.csv",
     log:
-        "logs/evaluate/{name}.log",
+        "logs/evaluate/{experiment}/{seed}.log",
     benchmark:
-        "benchmarks/evaluate/{name}.tsv"
+        "benchmarks/evaluate/{experiment}/{seed}.tsv"
     conda:
         "../envs/smallcnn.yaml"
     threads: 2

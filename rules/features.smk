@@ -1,16 +1,17 @@
-"""Run the conv base once over each split and keep its output in HDF5."""
+"""Run a conv base once over each split and keep its output in HDF5."""
 
 
 rule extract_features:
     input:
         images="results/data/{split}",
-        weights=conv_base_weights(),
+        # The weights named by the path, whatever the config's default base is.
+        weights=extraction_weights,
     output:
-        "results/features/{base}/{split}.h5",
+        "results/features/{base}/{weights}/{split}.h5",
     log:
-        "logs/features/{base}/{split}.log",
+        "logs/features/{base}/{weights}/{split}.log",
     benchmark:
-        "benchmarks/features/{base}/{split}.tsv"
+        "benchmarks/features/{base}/{weights}/{split}.tsv"
     retries: 1
     conda:
         "../envs/smallcnn.yaml"
@@ -21,10 +22,7 @@ rule extract_features:
         gpu=1,
     params:
         # Not unfreeze_from: changing it must not recompute the features.
-        conv_base=lambda wc: {
-            "name": wc.base,
-            "weights": config["conv_base"]["weights"],
-        },
+        conv_base=lambda wc: {"name": wc.base, "weights": declared_weights(wc)},
         image_size=config["image_size"],
         seed=config["seed"],
         precision=config["precision"],

@@ -1,12 +1,32 @@
-"""The comparison report: one self-contained HTML file."""
+"""The machine-readable summary and the comparison report: one self-contained HTML file."""
+
+
+rule summarize:
+    input:
+        metrics=per_run("results/metrics/{experiment}/{seed}.json"),
+    output:
+        "results/summary.csv",
+    log:
+        "logs/summarize.log",
+    conda:
+        "../envs/smallcnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        experiments=[{"name": e.name, "kind": e.kind} for e in EXPERIMENTS.values()],
+    script:
+        "../scripts/summarize.py"
 
 
 rule report:
     input:
-        metrics=expand("results/metrics/{name}.json", name=EXPERIMENTS),
-        predictions=expand("results/predictions/{name}.csv", name=EXPERIMENTS),
-        histories=expand("results/history/{name}.csv", name=EXPERIMENTS),
-        summaries=expand("results/models/{name}.json", name=EXPERIMENTS),
+        summary="results/summary.csv",
+        metrics=per_run("results/metrics/{experiment}/{seed}.json"),
+        predictions=per_run("results/predictions/{experiment}/{seed}.csv"),
+        histories=per_run("results/history/{experiment}/{seed}.csv"),
+        summaries=per_run("results/models/{experiment}/{seed}.json"),
         manifest="results/data/manifest.csv",
         rejections="results/data/rejections.json",
         splits="results/data/splits.csv",
@@ -17,13 +37,9 @@ rule report:
         benchmarks=[
             rules.prepare.benchmark,
             rules.split.benchmark,
-            *expand(
-                rules.extract_features.benchmark,
-                base=BASE,
-                split=SPLITS if "features" in EXPERIMENTS else [],
-            ),
-            *expand(rules.train.benchmark, name=TRAINED),
-            *expand(rules.evaluate.benchmark, name=EXPERIMENTS),
+            *[f"benchmarks/features/{path}.tsv" for path in extractions()],
+            *per_run(rules.train.benchmark),
+            *per_run(rules.evaluate.benchmark),
         ],
     output:
         html=report("results/report.html", category="Comparison report"),
@@ -45,15 +61,25 @@ rule report:
         mem_mb=2000,
         runtime=30,
     params:
-        experiments=EXPERIMENTS,
-        # Shown in the report; as a param, any config change also renews the report.
-        config=config,
+        experiments=report_experiments(),
+        seeds=SEEDS,
+        # What the report shows of the run besides the experiments (no credentials: see
+        # smallcnn.report.provenance).
+        run={
+            "data": config["data"],
+            "split": config["split"],
+            "seed": config["seed"],
+            "seeds": SEEDS,
+            "image_size": config["image_size"],
+            "precision": config["precision"],
+            "augmentation": config["augmentation"],
+        },
         repo=workflow.basedir,
         misclassified=config["report"]["misclassified"],
         # No augmentation grid (and no TensorFlow) when no reported experiment augments.
         augmentation=(
             config["augmentation"]
-            if any(config["training"][name].get("augment") for name in EXPERIMENTS)
+            if any(e.settings.get("augment") for e in EXPERIMENTS.values())
             else None
         ),
         augmentation_examples=config["report"]["augmentation_examples"],

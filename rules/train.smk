@@ -5,14 +5,14 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        model="results/models/{name}.keras",
-        history="results/history/{name}.csv",
-        summary="results/models/{name}.json",
-        tensorboard=directory("results/tensorboard/{name}"),
+        model="results/models/{experiment}/{seed}.keras",
+        history="results/history/{experiment}/{seed}.csv",
+        summary="results/models/{experiment}/{seed}.json",
+        tensorboard=directory("results/tensorboard/{experiment}/{seed}"),
     log:
-        "logs/train/{name}.log",
+        "logs/train/{experiment}/{seed}.log",
     benchmark:
-        "benchmarks/train/{name}.tsv"
+        "benchmarks/train/{experiment}/{seed}.tsv"
     retries: 1
     conda:
         "../envs/smallcnn.yaml"
@@ -24,6 +24,6 @@ rule train:
     params:
         settings=train_params,
         # Not a declared output: Snakemake deletes outputs before a rerun, the backup must survive.
-        backup_dir="results/backup/{name}",
+        backup_dir="results/backup/{experiment}/{seed}",
     script:
         "../scripts/train.py"

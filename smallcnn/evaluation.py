@@ -104,6 +104,8 @@ def evaluate(
     low, high = accuracy_ci95(int(correct.sum()), n_test)
     metrics = {
         "experiment": summary["experiment"],
+        "kind": summary.get("kind"),
+        "seed": summary.get("seed"),
         "test_accuracy": float(correct.mean()),
         "test_loss": cross_entropy(labels, probabilities),
         "roc_auc": roc_auc(labels, outputs if len(class_names) == 2 else probabilities),

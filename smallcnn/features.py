@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from smallcnn import datasets, devices, models
+from smallcnn import datasets, devices, models, registry
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def extract_features(images, out, conv_base, weights, image_size, batch_size, pr
         "weights_source": record["source"],
         "weights_sha256": record["sha256"],
         "input_size": list(image_size),
-        "preprocessing": models.PREPROCESSING[conv_base["name"]],
+        "preprocessing": registry.BASES[conv_base["name"]].preprocessing,
         "layer": base.layers[-1].name,
         "keras_version": keras.__version__,
         "tensorflow_version": tf.__version__,

@@ -1,4 +1,4 @@
-"""The models of the five experiments, as Keras functional models with named layers.
+"""The models of every kind of experiment, as Keras functional models with named layers.
 
 Every model takes images as floats in 0..255 (or, for the features classifier, conv-base
 features), does its own preprocessing, and ends with a `model_info` layer that carries the class
@@ -9,30 +9,24 @@ import math
 
 import keras
 
+from smallcnn import registry
 from smallcnn.errors import UserError
 
-CONV_BASES = {
-    "vgg16": (keras.applications.VGG16, keras.applications.vgg16.preprocess_input),
-    "resnet50": (keras.applications.ResNet50, keras.applications.resnet50.preprocess_input),
-    "mobilenetv2": (
-        keras.applications.MobileNetV2,
-        keras.applications.mobilenet_v2.preprocess_input,
-    ),
-    "efficientnetb0": (
-        keras.applications.EfficientNetB0,
-        keras.applications.efficientnet.preprocess_input,
-    ),
-}
 
-_CAFFE = "caffe: RGB to BGR, ImageNet mean subtracted"
-PREPROCESSING = {
-    "vgg16": f"keras.applications.vgg16.preprocess_input ({_CAFFE})",
-    "resnet50": f"keras.applications.resnet50.preprocess_input ({_CAFFE})",
-    "mobilenetv2": "keras.applications.mobilenet_v2.preprocess_input (tf: scaled to -1..1)",
-    "efficientnetb0": (
-        "keras.applications.efficientnet.preprocess_input (none: the model rescales inside)"
-    ),
-}
+def application(base):
+    """The keras.applications constructor of a conv base named in smallcnn.registry."""
+    return getattr(keras.applications, _base(base).application)
+
+
+def preprocess_input(base):
+    """The conv base's own preprocess_input function."""
+    return getattr(keras.applications, _base(base).preprocess_module).preprocess_input
+
+
+def _base(name):
+    if name not in registry.BASES:
+        raise UserError(f"unknown conv base {name!r}: choose one of {', '.join(registry.BASES)}")
+    return registry.BASES[name]
 
 
 @keras.saving.register_keras_serializable(package="smallcnn")
@@ -43,12 +37,10 @@ class ImagePreprocessing(keras.layers.Layer):
         # float32: the ImageNet mean subtraction would lose precision in bfloat16.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        if base not in CONV_BASES:
-            raise ValueError(f"unknown conv base {base!r}")
-        self.base = base
+        self.base = _base(base).name
 
     def call(self, inputs):
-        return CONV_BASES[self.base][1](inputs)
+        return preprocess_input(self.base)(inputs)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -241,13 +233,18 @@ def _class_names(class_names, n_classes):
 def build_scratch(
     input_shape,
     n_classes,
-    dropout=0.0,
-    dense_units=512,
+    *,
+    dropout,
+    dense_units,
     augmentation=None,
     seed=0,
     class_names=None,
+    name=None,
 ):
-    """The book's small convnet; with `augmentation` it is the augmented experiment's model."""
+    """The book's small convnet; with `augmentation` it is the augmented experiment's model.
+
+    dropout and dense_units have no defaults here: config.yaml's training.<kind> holds them.
+    """
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = inputs
     if augmentation:
@@ -261,7 +258,7 @@ def build_scratch(
         x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
     x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
     outputs = _output(x, n_classes, _class_names(class_names, n_classes))
-    return keras.Model(inputs, outputs, name="augmented" if augmentation else "scratch")
+    return keras.Model(inputs, outputs, name=name or ("augmented" if augmentation else "scratch"))
 
 
 def build_conv_base(name, weights_path, input_shape):
@@ -270,12 +267,9 @@ def build_conv_base(name, weights_path, input_shape):
     `weights_path`: a .weights.h5 file of the base (imagenet, fetched by smallcnn.weights, or
     any other), or None for random weights. The returned model takes images in 0..255.
     """
-    if name not in CONV_BASES:
-        raise UserError(f"unknown conv base {name!r}: choose one of {', '.join(CONV_BASES)}")
-    application, _ = CONV_BASES[name]
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     preprocessed = ImagePreprocessing(name, name="preprocess")(inputs)
-    base = application(include_top=False, weights=None, input_tensor=preprocessed)
+    base = application(name)(include_top=False, weights=None, input_tensor=preprocessed)
     if weights_path:
         try:
             base.load_weights(weights_path)
@@ -297,7 +291,7 @@ def _dense_head(x, n_classes, dense_units, dropout, seed, class_names, conv_base
 
 
 def build_feature_classifier(
-    feature_shape, n_classes, dense_units=256, dropout=0.5, seed=0, class_names=None, conv_base=None
+    feature_shape, n_classes, *, dense_units, dropout, seed=0, class_names=None, conv_base=None
 ):
     """The dense classifier trained on extracted conv-base features."""
     inputs = keras.Input(shape=tuple(feature_shape), name="features")
@@ -308,8 +302,9 @@ def build_feature_classifier(
 def build_frozen(
     base,
     n_classes,
-    dense_units=256,
-    dropout=0.0,
+    *,
+    dense_units,
+    dropout,
     augmentation=None,
     seed=0,
     class_names=None,

@@ -1,6 +1,6 @@
 """Classify new images with any trained model.
 
-    python -m smallcnn.predict --model results/models/finetuned.keras [--out preds.csv] \
+    python -m smallcnn.predict --model results/models/finetuned/1337.keras [--out preds.csv] \
         IMAGE_OR_DIR...
 
 One row per file: file, predicted, probability, error. A file that cannot be read gets a row with
@@ -121,7 +121,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m smallcnn.predict", description="Classify images with a trained model."
     )
-    parser.add_argument("--model", required=True, help="a results/models/<name>.keras file")
+    parser.add_argument("--model", required=True, help="a results/models/<experiment>/<seed>.keras file")
     parser.add_argument("--out", help="CSV file to write (default: standard output)")
     parser.add_argument(
         "--weights",

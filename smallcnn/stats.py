@@ -54,3 +54,69 @@ def discordant_pairs(a_correct, b_correct):
     only_a = sum(a and not b for a, b in zip(a_correct, b_correct, strict=True))
     only_b = sum(b and not a for a, b in zip(a_correct, b_correct, strict=True))
     return only_a, only_b
+
+
+def _incomplete_beta(a, b, x):
+    """Regularised incomplete beta function I_x(a, b), by Lentz's continued fraction."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - _incomplete_beta(b, a, 1 - x)
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 300):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return front * result / a
+
+
+def t_quantile(p, df):
+    """The p-quantile of Student's t with `df` degrees of freedom (0.5 < p < 1), by bisection
+    on its CDF: a few lines instead of a SciPy dependency for one number."""
+    if not 0.5 < p < 1 or df < 1:
+        raise ValueError("t_quantile needs 0.5 < p < 1 and df >= 1")
+
+    def upper_tail(t):
+        return 0.5 * _incomplete_beta(df / 2, 0.5, df / (df + t * t))
+
+    low, high = 0.0, 1e6
+    for _ in range(200):
+        middle = (low + high) / 2
+        if upper_tail(middle) > 1 - p:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
+def paired_difference(differences):
+    """Mean of seed-paired differences with its 95% t-interval, as (mean, low, high).
+
+    The interval is None with fewer than two pairs, where the spread is unknown.
+    """
+    differences = [float(value) for value in differences]
+    n = len(differences)
+    if n == 0:
+        raise ValueError("paired_difference needs at least one pair")
+    mean = sum(differences) / n
+    if n < 2:
+        return mean, None, None
+    sd = math.sqrt(sum((value - mean) ** 2 for value in differences) / (n - 1))
+    half = t_quantile(0.975, n - 1) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half

@@ -1,4 +1,4 @@
-"""One training loop for the five experiments, resumable after a killed job.
+"""One training loop for every kind of experiment, resumable after a killed job.
 
 Everything a run writes while it trains lives in `backup_dir`, which is not a declared output
 (Snakemake deletes declared outputs before rerunning a job): the BackupAndRestore checkpoint,
@@ -18,12 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from smallcnn import datasets, devices, features, models
+from smallcnn import datasets, devices, features, models, registry
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXPERIMENTS = ("scratch", "augmented", "frozen", "finetuned")
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.csv"
 
@@ -449,45 +448,44 @@ def build_model(settings, inputs, data):
     """The experiment's model, uncompiled, and the record of the weights it started from."""
     import keras
 
-    name = settings["experiment"]
+    kind = settings["kind"]
     n_classes = len(data.class_names)
     seed = settings["seed"]
-    dense_units = settings.get("dense_units", 256)
-    dropout = settings.get("dropout", 0.0)
-    if name in ("scratch", "augmented"):
-        model = models.build_scratch(
+    builder = registry.KINDS[kind].builder
+    build = getattr(models, builder) if builder else None
+    if kind in ("scratch", "augmented"):
+        model = build(
             data.input_shape,
             n_classes,
-            dropout=dropout,
-            dense_units=dense_units,
+            dropout=settings["dropout"],
+            dense_units=settings["dense_units"],
             augmentation=settings.get("augmentation"),
             seed=seed,
             class_names=data.class_names,
+            name=settings["experiment"],
         )
         return model, None
-    if name == "features":
-        model = models.build_feature_classifier(
+    if kind == "features":
+        model = build(
             data.input_shape,
             n_classes,
-            dense_units=dense_units,
-            dropout=dropout,
+            dense_units=settings["dense_units"],
+            dropout=settings["dropout"],
             seed=seed,
             class_names=data.class_names,
             conv_base=data.conv_base,
         )
         return model, data.weights
-    conv_base = settings.get("conv_base") or {}
-    if name == "frozen":
+    conv_base = settings["conv_base"]
+    if kind == "frozen":
         weights_path = _single(inputs.get("weights"))
-        record = features.weights_record(conv_base.get("weights", "none"), weights_path)
-        base = models.build_conv_base(
-            conv_base.get("name", "vgg16"), weights_path, data.input_shape
-        )
-        model = models.build_frozen(
+        record = features.weights_record(conv_base["weights"], weights_path)
+        base = models.build_conv_base(conv_base["name"], weights_path, data.input_shape)
+        model = build(
             base,
             n_classes,
-            dense_units=dense_units,
-            dropout=dropout,
+            dense_units=settings["dense_units"],
+            dropout=settings["dropout"],
             augmentation=settings.get("augmentation"),
             seed=seed,
             class_names=data.class_names,
@@ -498,29 +496,29 @@ def build_model(settings, inputs, data):
             },
         )
         return model, record
-    if name == "finetuned":
+    if kind == "finetuned":
         start = _single(inputs["start"])
         model = keras.saving.load_model(start, compile=False)
         class_names, base_info = models.model_info(model)
         if class_names != data.class_names:
             raise UserError(
                 f"{start} was trained on classes {class_names}, the training split has "
-                f"{data.class_names}: rerun the frozen experiment"
+                f"{data.class_names}: rerun the experiment it starts from"
             )
         if tuple(model.input_shape[1:]) != tuple(data.input_shape):
             raise UserError(
                 f"{start} takes images of {model.input_shape[1:3]}, image_size is "
-                f"{data.input_shape[:2]}: rerun the frozen experiment"
+                f"{data.input_shape[:2]}: rerun the experiment it starts from"
             )
         model = models.with_augmentation(
-            model, settings.get("augmentation"), seed, name="finetuned"
+            model, settings.get("augmentation"), seed, name=settings["experiment"]
         )
-        models.make_finetunable(model, conv_base.get("unfreeze_from", "block5_conv1"))
+        models.make_finetunable(model, conv_base["unfreeze_from"])
         record = None
         if base_info:
             record = {"source": base_info["weights"], "sha256": base_info["weights_sha256"]}
         return model, record
-    raise UserError(f"unknown experiment {name!r}")
+    raise UserError(f"unknown kind of experiment {kind!r}: one of {', '.join(registry.KINDS)}")
 
 
 def train(settings, inputs, model_path, history_path, summary_path, tensorboard_dir, backup_dir):
@@ -528,7 +526,7 @@ def train(settings, inputs, model_path, history_path, summary_path, tensorboard_
     import keras
     import tensorflow as tf
 
-    name = settings["experiment"]
+    name = f"{settings['experiment']}/{settings['seed']}"
     seed = settings["seed"]
     keras.utils.set_random_seed(seed)
     runtime = devices.configure(settings.get("precision", "auto"), settings.get("multi_gpu", True))
@@ -550,13 +548,11 @@ def train(settings, inputs, model_path, history_path, summary_path, tensorboard_
     if resume_epoch:
         log.info("%s: resuming after epoch %d of %d", name, resume_epoch, settings["epochs"])
 
-    with tempfile.TemporaryDirectory(prefix=f"smallcnn-{name}-cache-") as cache_dir:
-        if name == "features":
+    with tempfile.TemporaryDirectory(prefix="smallcnn-cache-") as cache_dir:
+        if registry.KINDS[settings["kind"]].inputs == "features":
             data = _feature_data(settings, inputs)
-        elif name in IMAGE_EXPERIMENTS:
-            data = _image_data(settings, inputs, cache_dir)
         else:
-            raise UserError(f"unknown experiment {name!r}")
+            data = _image_data(settings, inputs, cache_dir)
         keeper = ResumableCallbacks(settings, work_dir, state, resume_epoch)
         with runtime.strategy.scope():
             model, weights = build_model(settings, inputs, data)
@@ -592,6 +588,7 @@ def train(settings, inputs, model_path, history_path, summary_path, tensorboard_
     rows = _history_rows(work_dir / HISTORY_FILE)
     summary = {
         "experiment": name,
+        "kind": settings["kind"],
         "epochs_run": len(rows),
         "best_epoch": keeper.best_epoch,
         "stopped_early": _last_state(state).get("stopped_early", False),

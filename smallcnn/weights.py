@@ -49,9 +49,8 @@ def fetch_imagenet_weights(base, out, url=None):
                 f"cannot download the {base} ImageNet weights from {host} ({error}); "
                 "without network, set conv_base.weights to the path of a local .weights.h5 file"
             ) from None
-        application, _ = models.CONV_BASES[base]
         try:
-            model = application(include_top=False, weights=downloaded)
+            model = models.application(base)(include_top=False, weights=downloaded)
         except (ValueError, OSError) as error:
             raise UserError(f"{url} is not a {base} weights file ({error})") from None
         partial = out.with_name(out.name + ".partial.weights.h5")

@@ -92,7 +92,9 @@ SUMMARY = {
 
 def test_evaluate_an_image_model(tmp_path):
     make_class_images(tmp_path / "test", classes=("a", "b", "c"), per_class=4)
-    model = models.build_scratch((48, 48, 3), 3, dense_units=8, class_names=["a", "b", "c"])
+    model = models.build_scratch(
+        (48, 48, 3), 3, dropout=0.0, dense_units=8, class_names=["a", "b", "c"]
+    )
     model.save(tmp_path / "m.keras")
     (tmp_path / "m.json").write_text(json.dumps(SUMMARY))
     metrics = evaluation.evaluate(
@@ -127,7 +129,7 @@ def test_evaluate_a_features_model(tmp_path):
         0,
     )
     model = models.build_feature_classifier(
-        (1, 1, 512), 2, dense_units=8, class_names=["cat", "dog"]
+        (1, 1, 512), 2, dense_units=8, dropout=0.5, class_names=["cat", "dog"]
     )
     model.save(tmp_path / "f.keras")
     (tmp_path / "f.json").write_text(json.dumps({**SUMMARY, "experiment": "features"}))

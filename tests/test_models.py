@@ -23,7 +23,7 @@ def trainable_layer_names(model):
 
 
 def test_scratch_has_the_books_parameter_count():
-    model = models.build_scratch((150, 150, 3), 2)
+    model = models.build_scratch((150, 150, 3), 2, dropout=0.0, dense_units=512)
     assert model.count_params() == 3_453_121
     assert [layer.name for layer in model.layers if "conv" in layer.name] == [
         "conv1",
@@ -37,7 +37,7 @@ def test_scratch_has_the_books_parameter_count():
 
 def test_augmented_adds_augmentation_and_dropout_but_no_parameters():
     model = models.build_scratch(
-        (150, 150, 3), 2, dropout=0.5, augmentation=BOOK_AUGMENTATION, seed=3
+        (150, 150, 3), 2, dropout=0.5, dense_units=512, augmentation=BOOK_AUGMENTATION, seed=3
     )
     assert model.count_params() == 3_453_121
     assert model.get_layer("dropout").rate == 0.5
@@ -47,14 +47,16 @@ def test_augmented_adds_augmentation_and_dropout_but_no_parameters():
 
 
 def test_more_than_two_classes_get_softmax():
-    model = models.build_scratch((48, 48, 3), 3, class_names=["a", "b", "c"])
+    model = models.build_scratch(
+        (48, 48, 3), 3, dropout=0.0, dense_units=8, class_names=["a", "b", "c"]
+    )
     assert model.output_shape == (None, 3)
     assert model.get_layer("output").activation.__name__ == "softmax"
 
 
 def test_one_class_is_refused():
     with pytest.raises(UserError, match="two classes"):
-        models.build_scratch((48, 48, 3), 1)
+        models.build_scratch((48, 48, 3), 1, dropout=0.0, dense_units=8)
 
 
 def test_augmentation_is_active_only_in_training():
@@ -117,7 +119,7 @@ def test_vgg16_base_frozen_and_finetuned_as_in_the_book(tmp_path):
     base = models.build_conv_base("vgg16", None, (150, 150, 3))
     assert base.count_params() == 14_714_688
     assert base.output_shape == (None, 4, 4, 512)
-    frozen = models.build_frozen(base, 2, dense_units=256, class_names=["cat", "dog"])
+    frozen = models.build_frozen(base, 2, dense_units=256, dropout=0.0, class_names=["cat", "dog"])
     assert len(frozen.trainable_weights) == 4
 
     path = tmp_path / "frozen.keras"
@@ -137,14 +139,20 @@ def test_vgg16_base_frozen_and_finetuned_as_in_the_book(tmp_path):
 
 def test_unknown_unfreeze_layer_names_the_choices():
     base = models.build_conv_base("vgg16", None, (32, 32, 3))
-    model = models.build_frozen(base, 2)
+    model = models.build_frozen(base, 2, dense_units=8, dropout=0.0)
     with pytest.raises(UserError, match="block5_conv3"):
         models.make_finetunable(model, "block9_conv1")
 
 
 def test_a_saved_model_carries_its_class_names_and_augmentation(tmp_path):
     model = models.build_scratch(
-        (48, 48, 3), 3, augmentation=BOOK_AUGMENTATION, seed=1, class_names=["x", "y", "z"]
+        (48, 48, 3),
+        3,
+        dropout=0.0,
+        dense_units=8,
+        augmentation=BOOK_AUGMENTATION,
+        seed=1,
+        class_names=["x", "y", "z"],
     )
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
@@ -174,7 +182,7 @@ def test_a_weights_file_of_another_base_is_a_user_error(tmp_path):
 @pytest.mark.parametrize("name", ["vgg16", "resnet50", "mobilenetv2", "efficientnetb0"])
 def test_each_base_applies_its_own_preprocessing(name):
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    expected = models.CONV_BASES[name][1](images.copy())
+    expected = models.preprocess_input(name)(images.copy())
     layer = models.ImagePreprocessing(name)
     np.testing.assert_allclose(np.asarray(layer(images)), expected, rtol=1e-5, atol=1e-4)
     base = models.build_conv_base(name, None, (32, 32, 3))
@@ -183,7 +191,7 @@ def test_each_base_applies_its_own_preprocessing(name):
 
 def test_batchnorm_stays_in_inference_mode_after_reload_and_unfreezing(tmp_path):
     base = models.build_conv_base("mobilenetv2", None, (32, 32, 3))
-    model = models.build_frozen(base, 2, dense_units=8)
+    model = models.build_frozen(base, 2, dense_units=8, dropout=0.0)
     model.save(tmp_path / "frozen.keras")
     finetuned = models.make_finetunable(
         keras.saving.load_model(tmp_path / "frozen.keras"), "block_16_expand"
@@ -200,7 +208,9 @@ def test_batchnorm_stays_in_inference_mode_after_reload_and_unfreezing(tmp_path)
 
 def test_with_augmentation_keeps_layers_and_weights():
     base = models.build_conv_base("vgg16", None, (32, 32, 3))
-    frozen = models.build_frozen(base, 2, dense_units=8, augmentation=BOOK_AUGMENTATION)
+    frozen = models.build_frozen(
+        base, 2, dense_units=8, dropout=0.0, augmentation=BOOK_AUGMENTATION
+    )
     plain = models.with_augmentation(frozen, None, seed=0, name="finetuned")
     assert "augmentation" not in [layer.name for layer in plain.layers]
     assert plain.count_params() == frozen.count_params()
@@ -224,7 +234,9 @@ def test_fetching_weights_without_network_says_what_to_do(tmp_path):
     assert list(out.parent.iterdir()) == []
 
 
-def test_every_base_has_a_known_weights_address():
-    from smallcnn.weights import IMAGENET_NOTOP
+def test_every_base_in_the_registry_builds_and_has_a_weights_address():
+    from smallcnn.registry import BASES
 
-    assert set(IMAGENET_NOTOP) == set(models.CONV_BASES)
+    for name, base in BASES.items():
+        assert models.application(name).__name__ == base.application
+        assert base.imagenet_notop_url.startswith("https://")

@@ -16,7 +16,9 @@ from smallcnn import models, predict
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "scratch.keras"
-    models.build_scratch((48, 48, 3), 2, dense_units=8, class_names=["cat", "dog"]).save(path)
+    models.build_scratch(
+        (48, 48, 3), 2, dropout=0.0, dense_units=8, class_names=["cat", "dog"]
+    ).save(path)
     return path
 
 
@@ -89,6 +91,8 @@ def test_a_features_model_of_random_features_cannot_classify_images(tmp_path, mi
     model = models.build_feature_classifier(
         (1, 1, 512),
         2,
+        dense_units=8,
+        dropout=0.5,
         class_names=["cat", "dog"],
         conv_base={
             "name": "vgg16",
@@ -113,7 +117,7 @@ def test_a_features_model_classifies_through_its_conv_base(tmp_path, mixed_folde
         "input_size": [32, 32],
     }
     model = models.build_feature_classifier(
-        (1, 1, 512), 2, class_names=["cat", "dog"], conv_base=info
+        (1, 1, 512), 2, dense_units=8, dropout=0.5, class_names=["cat", "dog"], conv_base=info
     )
     rows = predict.predict(model_path_of(model, tmp_path), [mixed_folder])
     assert sum(1 for row in rows if row["predicted"]) == 4

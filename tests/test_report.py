@@ -15,11 +15,14 @@ import pytest
 import yaml
 from conftest import REPO, make_class_images, run_snakemake
 
+from smallcnn import experiments as declared_experiments
+from smallcnn import registry
 from smallcnn.errors import UserError
 from smallcnn.report import ReportInputs, ReportSettings, build_report, write_report
 from smallcnn.stats import mcnemar_exact
 
 ALL = ["scratch", "augmented", "features", "frozen", "finetuned"]
+SEED = 1337
 CLASSES = ("cat", "dog")
 PER_CLASS = {"train": 4, "validation": 2, "test": 10}
 # Fraction of test images each fabricated model gets right: the book's ordering.
@@ -67,10 +70,11 @@ def write_benchmark(path, seconds, rss_mb):
     )
 
 
-def fabricate_results(root, experiments=ALL, base="vgg16", seed=0):
-    """Write a complete results/ tree (and benchmarks/) under `root` in the formats of common.md.
+def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)):
+    """Write a complete results/ tree (and benchmarks/) under `root` in the workflow's formats.
 
-    Returns {"correct": {name: {file: bool}}, "probability": {name: {file: p}}} for checks.
+    Returns {"correct": {name: {file: bool}}, "probability": {name: {file: p}}} of the first seed,
+    and "runs": {(name, seed): {file: bool}} of every run, for checks.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -140,8 +144,10 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0):
     test_files = sorted(row["path"] for row in split_rows if row["split"] == "test")
     truth = {file: file.split("/")[0] for file in test_files}
     results = root / "results"
-    record = {"correct": {}, "probability": {}}
-    for name in experiments:
+    record = {"correct": {}, "probability": {}, "runs": {}}
+    for name, run_seed in ((name, s) for name in experiments for s in seeds):
+        first = run_seed == seeds[0]
+        run = f"{name}/{run_seed}"
         right = set(
             rng.choice(test_files, size=round(ACCURACY[name] * len(test_files)), replace=False)
         )
@@ -160,17 +166,19 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0):
                     "correct": "true" if file in right else "false",
                 }
             )
-            record["correct"].setdefault(name, {})[file] = file in right
-            record["probability"].setdefault(name, {})[file] = round(probability, 6)
+            record["runs"].setdefault((name, run_seed), {})[file] = file in right
+            if first:
+                record["correct"].setdefault(name, {})[file] = file in right
+                record["probability"].setdefault(name, {})[file] = round(probability, 6)
         write_csv(
-            results / "predictions" / f"{name}.csv",
+            results / "predictions" / f"{run}.csv",
             rows,
             ["file", "label", "predicted", "probability", "correct"],
         )
         epochs = 6
         lr = [1e-3] * 4 + [5e-4] * 2
         write_csv(
-            results / "history" / f"{name}.csv",
+            results / "history" / f"{run}.csv",
             [
                 {
                     "epoch": e,
@@ -188,9 +196,10 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0):
         uses_base = name in ("features", "frozen", "finetuned")
         weights = {"source": "imagenet", "sha256": "ab" * 32} if uses_base else None
         write_json(
-            results / "models" / f"{name}.json",
+            results / "models" / f"{run}.json",
             {
                 "experiment": name,
+                "kind": name,
                 "epochs_run": epochs,
                 "best_epoch": 4,
                 "stopped_early": name != "scratch",
@@ -203,15 +212,17 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0):
                 ],
                 "precision": "float32",
                 "device": "CPU",
-                "seed": 1337,
+                "seed": run_seed,
                 "versions": {"tensorflow": "2.21.0", "keras": "3.15.1"},
                 "weights": weights,
             },
         )
         write_json(
-            results / "metrics" / f"{name}.json",
+            results / "metrics" / f"{run}.json",
             {
                 "experiment": name,
+                "kind": name,
+                "seed": run_seed,
                 "test_accuracy": accuracy,
                 "test_loss": 1.0 - accuracy,
                 "roc_auc": min(1.0, accuracy + 0.05),
@@ -233,23 +244,23 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0):
     write_benchmark(benchmarks / "split.tsv", 1.5, 150.0)
     if "features" in experiments:
         for split in PER_CLASS:
-            write_benchmark(benchmarks / "features" / base / f"{split}.tsv", 20.0, 1500.0)
-    trained = set(experiments) | ({"frozen"} if "finetuned" in experiments else set())
-    for name in trained:
-        write_benchmark(benchmarks / "train" / f"{name}.tsv", 125.0, 2500.0)
+            write_benchmark(benchmarks / "features" / base / "none" / f"{split}.tsv", 20.0, 1500.0)
     for name in experiments:
-        write_benchmark(benchmarks / "evaluate" / f"{name}.tsv", 12.0, 900.0)
+        for run_seed in seeds:
+            write_benchmark(benchmarks / "train" / name / f"{run_seed}.tsv", 125.0, 2500.0)
+            write_benchmark(benchmarks / "evaluate" / name / f"{run_seed}.tsv", 12.0, 900.0)
     return record
 
 
-def report_inputs(root, experiments):
+def report_inputs(root, experiments, seeds=(SEED,)):
     root = Path(root)
     results = root / "results"
+    runs = [f"{n}/{s}" for n in experiments for s in seeds]
     return ReportInputs(
-        metrics=[results / "metrics" / f"{n}.json" for n in experiments],
-        predictions=[results / "predictions" / f"{n}.csv" for n in experiments],
-        histories=[results / "history" / f"{n}.csv" for n in experiments],
-        summaries=[results / "models" / f"{n}.json" for n in experiments],
+        metrics=[results / "metrics" / f"{run}.json" for run in runs],
+        predictions=[results / "predictions" / f"{run}.csv" for run in runs],
+        histories=[results / "history" / f"{run}.csv" for run in runs],
+        summaries=[results / "models" / f"{run}.json" for run in runs],
         manifest=results / "data" / "manifest.csv",
         rejections=results / "data" / "rejections.json",
         splits=results / "data" / "splits.csv",
@@ -259,12 +270,29 @@ def report_inputs(root, experiments):
     )
 
 
-def report_settings(experiments, augmentation=None, misclassified=6, repo=REPO):
+def report_settings(experiments, augmentation=None, misclassified=6, repo=REPO, seeds=(SEED,)):
+    """What the report rule passes: each experiment resolved from config.yaml, as the book's."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["experiments"] = list(experiments)
+    resolved = declared_experiments.resolve(config)
+    declared = [
+        {
+            "name": e.name,
+            "kind": e.kind,
+            "start": e.start,
+            "conv_base": e.conv_base,
+            "settings": e.settings,
+            "overrides": list(e.overrides),
+            "description": registry.describe(e.kind, "vgg16", e.start, "block5_conv1"),
+            "book_settings": True,
+        }
+        for e in resolved.values()
+        if e.name in experiments
+    ]
     return ReportSettings(
-        experiments=list(experiments),
-        config=config,
+        experiments=declared,
+        seeds=list(seeds),
+        run={"data": {"source": "demo"}, "seed": 1337, "seeds": list(seeds)},
         repo=str(repo),
         misclassified=misclassified,
         augmentation=augmentation,
@@ -367,14 +395,14 @@ def test_summary_table_has_one_row_per_experiment_with_the_books_figures(full_re
     rows = full_report["page"].tables["summary-table"]
     assert [row[0].split()[0] for row in rows] == ALL
     finetuned = rows[-1]
-    assert finetuned[1] == "85.0%"
+    assert finetuned[1] == "finetuned" and finetuned[2] == "85.0%"
     # Best epoch / epochs run, what ended training, trainable / total parameters, the book's figure.
-    assert finetuned[5] == "4 / 6"
-    assert finetuned[6] == "early stopping"
-    assert rows[0][6] == "epoch limit"
-    assert finetuned[7] == "1 min 34 s"
-    assert finetuned[8] == "3,453,121 / 18,167,809"
-    assert [row[9] for row in rows] == ["71.0%", "82.0%", "90.0%", "96.0%", "96.8%"]
+    assert finetuned[6] == "4 / 6"
+    assert finetuned[7] == "early stopping"
+    assert rows[0][7] == "epoch limit"
+    assert finetuned[8] == "1 min 34 s"
+    assert finetuned[9] == "3,453,121 / 18,167,809"
+    assert [row[10] for row in rows] == ["71.0%", "82.0%", "90.0%", "96.0%", "96.8%"]
     assert "Best on this test set: <strong>finetuned</strong>" in " ".join(
         full_report["html"].split()
     )
@@ -436,11 +464,11 @@ def test_provenance_lists_jobs_weights_versions_and_git_commit(full_report):
     assert set(jobs) == {
         "prepare",
         "split",
-        *(f"features/vgg16/{s}" for s in PER_CLASS),
-        *(f"train/{n}" for n in ALL),
-        *(f"evaluate/{n}" for n in ALL),
+        *(f"features/vgg16/none/{s}" for s in PER_CLASS),
+        *(f"train/{n}/{SEED}" for n in ALL),
+        *(f"evaluate/{n}/{SEED}" for n in ALL),
     }
-    train = next(row for row in page.tables["benchmark-table"] if row[0] == "train/frozen")
+    train = next(row for row in page.tables["benchmark-table"] if row[0] == f"train/frozen/{SEED}")
     assert train[1:] == ["2 min 05 s", "3 min 20 s", "2500 MB"]
     training = {row[0]: row for row in page.tables["training-table"]}
     assert training["frozen"][5:] == ["imagenet", "ab" * 32]
@@ -448,7 +476,10 @@ def test_provenance_lists_jobs_weights_versions_and_git_commit(full_report):
     versions = dict(page.tables["version-table"])
     assert versions["tensorflow"] and versions["snakemake"]
     assert re.search(r"git commit <code>[0-9a-f]{40}</code>", html)
-    assert "experiments:\n- scratch" in html
+    assert "seeds:\n- 1337" in html
+    settings = {row[0]: row for row in page.tables["settings-table"]}
+    assert settings["scratch"][1:4] == ["scratch", "30", "20"]
+    assert settings["finetuned"][1] == "finetuned from frozen"
 
 
 def test_figures_are_written_as_files_for_snakemake_report(full_report):
@@ -471,9 +502,40 @@ def test_a_subset_of_experiments_reports_only_those_in_the_books_order(tmp_path)
     assert page.sections == SECTIONS
     assert [row[0].split()[0] for row in page.tables["summary-table"]] == ["scratch", "features"]
     assert [row[0] for row in page.tables["mcnemar-table"]] == ["scratch vs features"]
-    assert {row[0].split("/")[-1] for row in page.tables["benchmark-table"]} >= {"scratch"}
+    assert {row[0] for row in page.tables["benchmark-table"]} >= {f"train/scratch/{SEED}"}
     assert not [n for n in ("augmented", "frozen", "finetuned") if f"curves-{n}" in html]
     assert "frozen" not in " ".join(row[0] for row in page.tables["training-table"])
+
+
+def test_several_seeds_give_mean_sd_dots_and_seed_paired_comparisons(tmp_path):
+    subset, seeds = ["scratch", "features"], (1, 2, 3)
+    record = fabricate_results(tmp_path, subset, seeds=seeds)
+    for i, seed in enumerate(seeds):
+        path = tmp_path / "results" / "metrics" / "features" / f"{seed}.json"
+        metrics = json.loads(path.read_text())
+        path.write_text(json.dumps({**metrics, "test_accuracy": 0.7 + 0.05 * i}))
+    out = tmp_path / "report.html"
+    write_report(report_inputs(tmp_path, subset, seeds), report_settings(subset, seeds=seeds), out)
+    html = out.read_text(encoding="utf-8")
+    page = Page(html)
+    rows = {row[0]: row for row in page.tables["summary-table"]}
+    # Experiment, kind, seeds, mean +- sd, interval, min / max.
+    assert rows["features"][2] == "3"
+    assert rows["features"][3] == "75.0% ± 5.0%"
+    assert rows["features"][5] == "70.0% / 80.0%"
+    comparison = page.tables["mcnemar-table"][0]
+    assert comparison[0] == "scratch vs features"
+    assert comparison[1] == "60"
+    only_a = sum(
+        record["runs"][("scratch", s)][f] and not record["runs"][("features", s)][f]
+        for s in seeds
+        for f in record["runs"][("scratch", s)]
+    )
+    assert comparison[4] == str(only_a)
+    assert "seed-paired" in html and "t-interval" in html
+    curves = [image for image in page.images if image["alt"].startswith("Learning curves")]
+    assert len(curves) == 2 and "seeds 1, 2, 3" in curves[0]["alt"]
+    assert len(page.tables["training-table"]) == 6
 
 
 def test_outside_a_git_checkout_the_report_says_the_code_version_is_unknown(tmp_path):
@@ -490,13 +552,13 @@ def test_a_missing_experiment_file_is_a_user_error(tmp_path):
     fabricate_results(tmp_path, ["scratch", "features"])
     inputs = report_inputs(tmp_path, ["scratch", "features"])
     inputs.predictions = inputs.predictions[:1]
-    with pytest.raises(UserError, match="no predictions file for features"):
+    with pytest.raises(UserError, match="no predictions file for features/1337"):
         write_report(inputs, report_settings(["scratch", "features"]), tmp_path / "r.html")
 
 
 def test_predictions_on_different_test_sets_are_a_user_error(tmp_path):
     fabricate_results(tmp_path, ["scratch", "features"])
-    path = tmp_path / "results" / "predictions" / "features.csv"
+    path = tmp_path / "results" / "predictions" / "features" / f"{SEED}.csv"
     path.write_text(path.read_text().replace("cat/", "other/").replace("dog/", "other-dog/"))
     with pytest.raises(UserError, match="share no test image"):
         write_report(
@@ -531,7 +593,11 @@ def test_dry_run_of_a_subset_builds_only_what_the_report_needs(tmp_path):
         args=["--dry-run"],
     )
     jobs = result.stdout
-    for wanted in ("results/models/scratch.keras", "results/models/features.keras", "rule report"):
+    for wanted in (
+        f"results/models/scratch/{SEED}.keras",
+        f"results/models/features/{SEED}.keras",
+        "rule report",
+    ):
         assert wanted in jobs
     for unwanted in ("frozen", "augmented", "finetuned"):
         assert unwanted not in jobs, unwanted
@@ -544,7 +610,7 @@ def test_the_rule_renders_the_report_and_snakemake_report_collects_its_figures(t
     config = {"experiments": subset}
     demo = [REPO / "config" / "demo.yaml"]
     # Only the report rule may run: everything upstream is the fabricated tree.
-    only_report = ["--allowed-rules", "report"]
+    only_report = ["--allowed-rules", "summarize", "report"]
     run_snakemake(
         tmp_path, ["results/report.html"], configfiles=demo, config=config, args=only_report
     )
@@ -568,7 +634,7 @@ def test_the_rule_renders_the_report_and_snakemake_report_collects_its_figures(t
 def test_the_best_is_compared_with_the_runner_up_even_when_not_consecutive(tmp_path):
     subset = ["scratch", "augmented", "features", "frozen"]
     fabricate_results(tmp_path, subset)
-    path = tmp_path / "results" / "metrics" / "augmented.json"
+    path = tmp_path / "results" / "metrics" / "augmented" / f"{SEED}.json"
     metrics = json.loads(path.read_text())
     path.write_text(json.dumps({**metrics, "test_accuracy": 0.9, "accuracy_ci95": [0.7, 0.97]}))
     out = tmp_path / "report.html"
@@ -586,15 +652,16 @@ def test_the_best_is_compared_with_the_runner_up_even_when_not_consecutive(tmp_p
 def test_a_randomly_initialised_base_is_flagged(tmp_path):
     subset = ["scratch", "features"]
     fabricate_results(tmp_path, subset)
-    path = tmp_path / "results" / "models" / "features.json"
+    path = tmp_path / "results" / "models" / "features" / f"{SEED}.json"
     summary = json.loads(path.read_text())
     path.write_text(json.dumps({**summary, "weights": {"source": "none", "sha256": "none"}}))
     out = tmp_path / "report.html"
     write_report(report_inputs(tmp_path, subset), report_settings(subset), out)
     html = out.read_text(encoding="utf-8")
-    assert "features started from a randomly initialised\n    VGG16" in html
+    assert "features started from a randomly initialised\n    conv base" in html
     training = {row[0]: row for row in Page(html).tables["training-table"]}
     assert training["features"][5:] == ["none: random initialisation", ""]
+    assert [row[10] for row in Page(html).tables["summary-table"]] == ["71.0%", "90.0%"]
 
 
 def test_build_report_takes_snakemakes_named_lists_with_single_files_as_strings(tmp_path):

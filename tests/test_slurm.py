@@ -99,7 +99,7 @@ def slurm_run(tmp_path_factory, site_profile):
         REPO / "Snakefile",
         "--directory",
         workdir,
-        "results/models/scratch.keras",
+        "results/models/scratch/1337.keras",
         # The documented way: a workflow profile replaces profiles/default and its local limits.
         "--workflow-profile",
         root / "profile",
@@ -124,8 +124,8 @@ def slurm_run(tmp_path_factory, site_profile):
 def test_workflow_runs_under_slurm(slurm_run):
     run, workdir, profile = slurm_run
     assert run.returncode == 0 and not run.timed_out and run.error is None, run.explain()
-    model = workdir / "results" / "models" / "scratch.keras"
-    summary = json.loads((workdir / "results" / "models" / "scratch.json").read_text())
+    model = workdir / "results" / "models" / "scratch" / "1337.keras"
+    summary = json.loads((workdir / "results" / "models" / "scratch" / "1337.json").read_text())
     assert model.stat().st_size > 0
     assert summary["experiment"] == "scratch" and summary["epochs_run"] == 1
     assert (workdir / "results" / "data" / "splits.csv").exists()

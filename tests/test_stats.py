@@ -87,3 +87,21 @@ def test_discordant_pairs_counts_only_disagreements():
 def test_discordant_pairs_needs_the_same_images():
     with pytest.raises(ValueError, match="different numbers"):
         discordant_pairs([True], [True, False])
+
+
+def test_t_quantiles_match_the_tables():
+    from smallcnn.stats import t_quantile
+
+    # Two-sided 95% critical values from any t table.
+    for df, value in ((1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (30, 2.042)):
+        assert t_quantile(0.975, df) == pytest.approx(value, abs=1e-3)
+
+
+def test_paired_difference_interval():
+    from smallcnn.stats import paired_difference
+
+    mean, low, high = paired_difference([0.01, 0.03, 0.02])
+    assert mean == pytest.approx(0.02)
+    # sd 0.01, n 3: half-width 4.303 * 0.01 / sqrt(3).
+    assert (high - low) / 2 == pytest.approx(4.303 * 0.01 / 3**0.5, rel=1e-3)
+    assert paired_difference([0.05]) == (0.05, None, None)

@@ -37,6 +37,7 @@ CALLBACKS = {
 def settings_for(experiment, **changes):
     settings = {
         "experiment": experiment,
+        "kind": experiment,
         "epochs": 2,
         "batch_size": 8,
         "steps_per_epoch": None,

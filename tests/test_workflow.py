@@ -1,4 +1,4 @@
-"""The training half of the DAG through Snakemake: every experiment to its metrics."""
+"""The training half of the DAG through Snakemake: every experiment and seed to its metrics."""
 
 import csv
 import json
@@ -11,54 +11,73 @@ from conftest import REPO, make_class_images, run_snakemake
 from smallcnn.datasets import list_images
 
 EXPERIMENTS = ["scratch", "augmented", "features", "frozen", "finetuned"]
-METRICS = [f"results/metrics/{name}.json" for name in EXPERIMENTS]
+SEED = 1337
+METRICS = [f"results/metrics/{name}/{SEED}.json" for name in EXPERIMENTS]
 DEMO = REPO / "config" / "demo.yaml"
 
 
 def planned_jobs(output):
-    """(rule, name wildcard) of every job a dry run lists."""
+    """(rule, experiment, seed) of every job a dry run lists (None where a rule has neither)."""
     jobs = set()
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
         rule = re.match(r"(?:local)?rule (\w+):", block)
-        name = re.search(r"wildcards: .*?\bname=(\w+)", block)
-        if rule:
-            jobs.add((rule.group(1), name.group(1) if name else None))
+        if not rule:
+            continue
+        experiment = re.search(r"wildcards: .*?\bexperiment=([\w-]+)", block)
+        seed = re.search(r"wildcards: .*?\bseed=(\d+)", block)
+        jobs.add(
+            (
+                rule.group(1),
+                experiment.group(1) if experiment else None,
+                int(seed.group(1)) if seed else None,
+            )
+        )
     return jobs
 
 
-def check_experiment_outputs(workdir, name, class_names):
-    metrics = json.loads((workdir / "results" / "metrics" / f"{name}.json").read_text())
-    with open(workdir / "results" / "predictions" / f"{name}.csv", newline="") as stream:
+def planned_features(output):
+    """{base}/{weights}/{split} of every extract_features job a dry run lists."""
+    return set(re.findall(r"output: results/features/([\w-]+/[\w-]+/\w+)\.h5", output))
+
+
+def check_run_outputs(workdir, name, seed, class_names):
+    run = f"{name}/{seed}"
+    metrics = json.loads((workdir / "results" / "metrics" / f"{run}.json").read_text())
+    with open(workdir / "results" / "predictions" / f"{run}.csv", newline="") as stream:
         predictions = list(csv.DictReader(stream))
     n_test = len(list_images(workdir / "results" / "data" / "test")[0])
-    assert metrics["experiment"] == name
+    assert metrics["experiment"] == name and metrics["seed"] == seed
     assert metrics["class_names"] == class_names
     assert metrics["n_test"] == len(predictions) == n_test
     assert len(metrics["confusion_matrix"]) == len(class_names)
     assert {row["label"] for row in predictions} == set(class_names)
-    summary = json.loads((workdir / "results" / "models" / f"{name}.json").read_text())
-    assert summary["class_names"] == class_names
-    with open(workdir / "results" / "history" / f"{name}.csv", newline="") as stream:
+    summary = json.loads((workdir / "results" / "models" / f"{run}.json").read_text())
+    assert summary["class_names"] == class_names and summary["seed"] == seed
+    assert (workdir / "results" / "models" / f"{run}.keras").is_file()
+    with open(workdir / "results" / "history" / f"{run}.csv", newline="") as stream:
         history = list(csv.DictReader(stream))
     assert len(history) == summary["epochs_run"] == metrics["epochs_run"]
-    assert list((workdir / "results" / "tensorboard" / name).rglob("events.out.tfevents*"))
-    assert not (workdir / "results" / "backup" / name).exists()
+    assert list((workdir / "results" / "tensorboard" / run).rglob("events.out.tfevents*"))
+    assert not (workdir / "results" / "backup" / run).exists()
     return metrics, summary
 
 
 @pytest.mark.slow
 def test_the_demo_reaches_every_experiments_metrics(demo_run):
-    class_names = json.loads((demo_run / "results" / "models" / "scratch.json").read_text())[
-        "class_names"
-    ]
+    class_names = json.loads(
+        (demo_run / "results" / "models" / "scratch" / f"{SEED}.json").read_text()
+    )["class_names"]
     for name in EXPERIMENTS:
-        metrics, summary = check_experiment_outputs(demo_run, name, class_names)
+        metrics, summary = check_run_outputs(demo_run, name, SEED, class_names)
         if name in ("features", "frozen", "finetuned"):
             assert summary["weights"] == {"source": "none", "sha256": "none"}
-    frozen = json.loads((demo_run / "results" / "metrics" / "frozen.json").read_text())
-    finetuned = json.loads((demo_run / "results" / "metrics" / "finetuned.json").read_text())
+    frozen = json.loads((demo_run / "results" / "metrics" / "frozen" / f"{SEED}.json").read_text())
+    finetuned = json.loads(
+        (demo_run / "results" / "metrics" / "finetuned" / f"{SEED}.json").read_text()
+    )
     assert finetuned["params_total"] == frozen["params_total"]
     assert finetuned["params_trainable"] > frozen["params_trainable"]
+    assert (demo_run / "results" / "features" / "vgg16" / "none" / "train.h5").is_file()
 
 
 @pytest.mark.slow
@@ -67,24 +86,24 @@ def test_forcerun_frozen_reruns_exactly_frozen_finetuned_and_their_evaluation(de
         demo_run,
         METRICS,
         configfiles=[DEMO],
-        args=["--dry-run", "--forcerun", "results/models/frozen.keras"],
+        args=["--dry-run", "--forcerun", f"results/models/frozen/{SEED}.keras"],
     )
     assert planned_jobs(result.stdout + result.stderr) == {
-        ("train", "frozen"),
-        ("train", "finetuned"),
-        ("evaluate", "frozen"),
-        ("evaluate", "finetuned"),
+        ("train", "frozen", SEED),
+        ("train", "finetuned", SEED),
+        ("evaluate", "frozen", SEED),
+        ("evaluate", "finetuned", SEED),
     }
 
 
 @pytest.mark.slow
-def test_a_changed_hyperparameter_reruns_only_its_experiment(demo_run, tmp_path):
+def test_a_changed_kind_default_reruns_only_the_experiments_of_that_kind(demo_run, tmp_path):
     change = tmp_path / "change.yaml"
     change.write_text(yaml.safe_dump({"training": {"augmented": {"learning_rate": 0.002}}}))
     result = run_snakemake(demo_run, METRICS, configfiles=[DEMO, change], args=["--dry-run"])
     assert planned_jobs(result.stdout + result.stderr) == {
-        ("train", "augmented"),
-        ("evaluate", "augmented"),
+        ("train", "augmented", SEED),
+        ("evaluate", "augmented", SEED),
     }
 
 
@@ -103,6 +122,6 @@ def test_three_classes_run_through_every_experiment(tmp_path):
     workdir = tmp_path / "work"
     run_snakemake(workdir, METRICS, config=config)
     for name in EXPERIMENTS:
-        metrics, _ = check_experiment_outputs(workdir, name, classes)
+        metrics, _ = check_run_outputs(workdir, name, SEED, classes)
         assert metrics["n_test"] == 9
         assert metrics["roc_auc"] is None or 0 <= metrics["roc_auc"] <= 1

@@ -1,0 +1,9 @@
+from smallcnn.logs import job_log
+from smallcnn.report.results import write_summary
+
+with job_log(snakemake.log[0]):
+    write_summary(
+        metrics=list(snakemake.input.metrics),
+        experiments=list(snakemake.params.experiments),
+        out=snakemake.output[0],
+    )

@@ -1,0 +1,121 @@
+"""The report's charts of experiments over seeds."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from smallcnn import figures
+
+SEED_ALPHA = 0.55
+
+
+def accuracy_chart(rows):
+    """Mean test accuracy with its 95% interval per experiment, every seed as a dot, and the
+    book's figure where it applies.
+
+    `rows`: dicts with name, accuracy, ci_low, ci_high, seed_accuracies and book (or None).
+    """
+    names = [row["name"] for row in rows]
+    positions = np.arange(len(rows))[::-1]
+    fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(rows) + 1.3))
+    accuracy = np.array([row["accuracy"] for row in rows])
+    # Clipped: rounding in the metrics file may put a bound a hair on the wrong side.
+    low = np.maximum(accuracy - np.array([row["ci_low"] for row in rows]), 0)
+    high = np.maximum(np.array([row["ci_high"] for row in rows]) - accuracy, 0)
+    ax.errorbar(
+        accuracy * 100,
+        positions,
+        xerr=[low * 100, high * 100],
+        fmt="o",
+        color=figures.TRAIN_COLOUR,
+        capsize=4,
+        label="mean test accuracy, 95% interval",
+    )
+    several = [row for row in rows if len(row["seed_accuracies"]) > 1]
+    for row, position in zip(rows, positions, strict=True):
+        if len(row["seed_accuracies"]) > 1:
+            values = np.asarray(row["seed_accuracies"]) * 100
+            ax.scatter(
+                values,
+                np.full(len(values), position - 0.18),
+                s=14,
+                color=figures.VALIDATION_COLOUR,
+                alpha=SEED_ALPHA,
+                label="one seed" if row is several[0] else None,
+                zorder=3,
+            )
+    book = [(row["book"], pos) for row, pos in zip(rows, positions, strict=True) if row["book"]]
+    if book:
+        ax.scatter(
+            [value * 100 for value, _ in book],
+            [pos for _, pos in book],
+            marker="D",
+            facecolors="none",
+            edgecolors=figures.BOOK_COLOUR,
+            s=50,
+            label="the book's figure",
+            zorder=3,
+        )
+    ax.set_yticks(positions, names)
+    ax.set_xlabel("test accuracy (%)")
+    lowest = min(
+        [row["ci_low"] for row in rows]
+        + [min(row["seed_accuracies"]) for row in rows]
+        + [value for value, _ in book]
+    )
+    ax.set_xlim(max(0, lowest * 100 - 5), 100.5)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False, fontsize=9)
+    return fig
+
+
+def learning_curves(runs, title):
+    """Accuracy and loss per epoch of every seed of one experiment, train solid and validation
+    dashed, each seed's kept epoch marked with a dot on its validation curve."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharex=True)
+    several = len(runs) > 1
+    for index, run in enumerate(runs):
+        history = run.history
+        epochs = history["epoch"].to_numpy() + 1
+        best = run.metrics["best_epoch"]
+        suffix = f" (seed {run.seed})" if several else ""
+        alpha = SEED_ALPHA if several else 1.0
+        for ax, metric in ((axes[0], "accuracy"), (axes[1], "loss")):
+            ax.plot(
+                epochs,
+                history[metric],
+                "-",
+                color=figures.TRAIN_COLOUR,
+                alpha=alpha,
+                lw=1.2,
+                label="train" if index == 0 else None,
+            )
+            validation = f"val_{metric}"
+            if validation in history:
+                ax.plot(
+                    epochs,
+                    history[validation],
+                    "--",
+                    color=figures.VALIDATION_COLOUR,
+                    alpha=alpha,
+                    lw=1.2,
+                    label="validation" if index == 0 else None,
+                )
+                if best and best <= len(history):
+                    ax.plot(
+                        best,
+                        history[validation].iloc[best - 1],
+                        "o",
+                        color=figures.BEST_COLOUR,
+                        ms=5,
+                        label=("kept epoch" + ("s" if several else "")) if index == 0 else None,
+                    )
+            ax.set_title(metric + suffix if not several else metric, fontsize=10)
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+            # Whole epochs only: a two-epoch run must not show epoch 1.5.
+            ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig

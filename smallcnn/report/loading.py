@@ -1,0 +1,139 @@
+"""Reading the report's inputs: one Run per (experiment, seed), found by path."""
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from smallcnn.errors import UserError
+
+METRICS_KEYS = (
+    "test_accuracy",
+    "test_loss",
+    "roc_auc",
+    "confusion_matrix",
+    "class_names",
+    "n_test",
+    "accuracy_ci95",
+    "epochs_run",
+    "best_epoch",
+    "stopped_early",
+    "train_seconds",
+    "params_trainable",
+    "params_total",
+)
+HISTORY_COLUMNS = ("epoch", "accuracy", "loss")
+PREDICTION_COLUMNS = ("file", "label", "predicted", "probability", "correct")
+
+
+@dataclass
+class Run:
+    """One training run: an experiment trained with one seed, and its evaluation."""
+
+    experiment: str
+    seed: int
+    metrics: dict
+    summary: dict
+    history: pd.DataFrame
+    predictions: pd.DataFrame
+
+
+def plain(value):
+    """Snakemake's config and named lists as plain dicts and lists (for YAML and templates)."""
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
+def read_json(path, keys):
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"cannot read {path}: {error}; rerun the job that writes it") from None
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise UserError(
+            f"{path} lacks {', '.join(missing)}: it was written by another version of the "
+            "workflow; delete it and rerun"
+        )
+    return data
+
+
+def read_csv(path, columns):
+    try:
+        table = pd.read_csv(path, dtype={"file": str, "label": str, "predicted": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise UserError(f"cannot read {path}: {error}; rerun the job that writes it") from None
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        raise UserError(
+            f"{path} lacks the column(s) {', '.join(missing)}: it was written by another "
+            "version of the workflow; delete it and rerun"
+        )
+    return table
+
+
+def run_key(path):
+    """(experiment, seed) of a per-run file: results/<kind of file>/<experiment>/<seed>.<ext>."""
+    path = Path(path)
+    try:
+        return path.parent.name, int(path.stem)
+    except ValueError:
+        raise UserError(
+            f"{path} is not a per-run file (<experiment>/<seed>.<ext>): the report's inputs "
+            "come from the workflow's rules"
+        ) from None
+
+
+def by_run(paths, names, seeds, what):
+    found = {run_key(path): Path(path) for path in paths}
+    missing = [f"{name}/{seed}" for name in names for seed in seeds if (name, seed) not in found]
+    if missing:
+        raise UserError(
+            f"no {what} file for {', '.join(missing)} among the report's inputs "
+            f"({', '.join(str(path) for path in paths) or 'none'})"
+        )
+    return found
+
+
+def parse_correct(column, path):
+    values = column.astype(str).str.strip().str.lower()
+    mapping = {"true": True, "false": False, "1": True, "0": False}
+    unknown = sorted(set(values) - set(mapping))
+    if unknown:
+        raise UserError(f"{path}: column correct holds {unknown[:3]}, expected true or false")
+    return values.map(mapping).astype(bool)
+
+
+def load_runs(inputs, names, seeds):
+    """{experiment: [Run per seed]} in the order of `names` and `seeds`."""
+    if not names:
+        raise UserError("the report needs at least one experiment (config key experiments)")
+    if not seeds:
+        raise UserError("the report needs at least one seed (config key seeds)")
+    metrics = by_run(inputs.metrics, names, seeds, "metrics")
+    summaries = by_run(inputs.summaries, names, seeds, "training summary")
+    histories = by_run(inputs.histories, names, seeds, "history")
+    predictions = by_run(inputs.predictions, names, seeds, "predictions")
+    runs = {}
+    for name in names:
+        runs[name] = []
+        for seed in seeds:
+            key = (name, seed)
+            table = read_csv(predictions[key], PREDICTION_COLUMNS)
+            table["correct"] = parse_correct(table["correct"], predictions[key])
+            runs[name].append(
+                Run(
+                    experiment=name,
+                    seed=seed,
+                    metrics=read_json(metrics[key], METRICS_KEYS),
+                    summary=read_json(summaries[key], ("experiment",)),
+                    history=read_csv(histories[key], HISTORY_COLUMNS),
+                    predictions=table,
+                )
+            )
+    return runs

@@ -1,0 +1,299 @@
+"""Declared experiments: resolution, start-time errors, replicates and exact reruns."""
+
+import csv
+import json
+import re
+
+import pytest
+import yaml
+from conftest import REPO, make_class_images, run_snakemake
+from test_workflow import planned_features, planned_jobs
+
+from smallcnn import experiments, registry
+from smallcnn.errors import UserError
+
+DEFAULTS = yaml.safe_load((REPO / "config.yaml").read_text())
+SCHEMA = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
+
+
+def config_with(declared, **changes):
+    config = json.loads(json.dumps(DEFAULTS))
+    config["experiments"] = declared
+    config.update(changes)
+    return config
+
+
+def test_the_schemas_kinds_and_bases_are_the_registrys():
+    assert SCHEMA["$defs"]["kind"]["enum"] == list(registry.KINDS)
+    assert SCHEMA["$defs"]["base_name"]["enum"] == list(registry.BASES)
+    assert list(SCHEMA["properties"]["training"]["properties"]) == list(registry.KINDS)
+    assert set(SCHEMA["$defs"]["training_keys"]["properties"]) == set(registry.TRAINING_KEYS)
+    assert list(DEFAULTS["training"]) == list(registry.KINDS)
+
+
+def test_the_list_form_is_the_book_experiments_and_finetuned_brings_frozen():
+    resolved = experiments.resolve(config_with(["scratch", "finetuned"]))
+    assert list(resolved) == ["scratch", "frozen", "finetuned"]
+    assert resolved["finetuned"].start == "frozen"
+    assert resolved["scratch"].settings["dense_units"] == 512
+    assert resolved["finetuned"].conv_base == {
+        "name": "vgg16",
+        "weights": "imagenet",
+        "unfreeze_from": "block5_conv1",
+    }
+    # finetuned keeps the head of the model it starts from.
+    assert "dense_units" not in resolved["finetuned"].settings
+
+
+def test_overrides_merge_over_the_kinds_defaults_key_by_key():
+    resolved = experiments.resolve(
+        config_with(
+            {
+                "fast": {
+                    "kind": "scratch",
+                    "learning_rate": 3e-3,
+                    "callbacks": {"early_stopping": {"patience": 2}},
+                },
+                "mobile": {"kind": "frozen", "conv_base": {"name": "mobilenetv2"}},
+                "ft4": {"kind": "finetuned", "from": "mobile", "conv_base": {"unfreeze_from": "x"}},
+            }
+        )
+    )
+    fast = resolved["fast"]
+    assert fast.settings["learning_rate"] == 3e-3 and fast.settings["epochs"] == 30
+    assert fast.settings["callbacks"]["early_stopping"] == {
+        **DEFAULTS["callbacks"]["early_stopping"],
+        "patience": 2,
+    }
+    assert fast.overrides == ("learning_rate", "callbacks")
+    assert resolved["mobile"].conv_base == {"name": "mobilenetv2", "weights": "imagenet"}
+    assert resolved["ft4"].conv_base == {
+        "name": "mobilenetv2",
+        "weights": "imagenet",
+        "unfreeze_from": "x",
+    }
+
+
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        ({"ft": {"kind": "finetuned"}}, r"'ft' .*must name the frozen experiment.*frozen: \{kind"),
+        (
+            {"fr": {"kind": "frozen"}, "ft": {"kind": "finetuned", "from": "nope"}},
+            r"starts from 'nope', which is not declared.*write from: fr",
+        ),
+        (
+            {"s": {"kind": "scratch"}, "ft": {"kind": "finetuned", "from": "s"}},
+            r"starts from 's', which is a scratch",
+        ),
+        ({"s": {"kind": "scratch", "conv_base": {"name": "vgg16"}}}, r"'s' .*cannot set conv_base"),
+        ({"f": {"kind": "features", "augment": True}}, r"'f' .*cannot set augment"),
+        (
+            {"fr": {"kind": "frozen"}, "ft": {"kind": "finetuned", "from": "fr", "dropout": 0.1}},
+            r"cannot set dropout",
+        ),
+        (
+            {
+                "fr": {"kind": "frozen"},
+                "ft": {"kind": "finetuned", "from": "fr", "conv_base": {"name": "resnet50"}},
+            },
+            r"cannot set name: that kind takes conv_base.unfreeze_from",
+        ),
+        ({"s": {"kind": "scratch", "from": "x"}}, r"cannot set from"),
+        ({"s": {"kind": "scratch", "epoch": 3}}, r"unknown key\(s\) epoch"),
+        ({"a b": {"kind": "scratch"}}, r"used in paths"),
+    ],
+)
+def test_wrong_declarations_are_named(declared, message):
+    with pytest.raises(UserError, match=message):
+        experiments.resolve(config_with(declared))
+
+
+def test_weights_are_keyed_by_file_content(tmp_path):
+    first = tmp_path / "My VGG.weights.h5"
+    first.write_bytes(b"one")
+    second = tmp_path / "other.weights.h5"
+    second.write_bytes(b"one")
+    assert experiments.weights_id("imagenet") == "imagenet"
+    name = experiments.weights_id(str(first))
+    assert re.fullmatch(r"my_vgg_weights-[0-9a-f]{10}", name)
+    assert name.split("-")[1] == experiments.weights_id(str(second)).split("-")[1]
+    first.write_bytes(b"two")
+    assert experiments.weights_id(str(first)) != name
+    with pytest.raises(UserError, match="no such file"):
+        experiments.weights_id(str(tmp_path / "missing.h5"))
+
+
+def test_only_the_books_settings_get_the_books_figure():
+    book = experiments.resolve(config_with(["scratch", "features"]))
+    assert experiments.is_book(book["scratch"], DEFAULTS, [150, 150])
+    assert not experiments.is_book(book["scratch"], DEFAULTS, [64, 64])
+    changed = experiments.resolve(config_with({"s": {"kind": "scratch", "epochs": 3}}))["s"]
+    assert not experiments.is_book(changed, DEFAULTS, [150, 150])
+
+
+def dry_run_error(tmp_path, declared):
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump({"experiments": declared}))
+    result = run_snakemake(
+        tmp_path / "work",
+        ["results/report.html"],
+        configfiles=[REPO / "config" / "demo.yaml", config],
+        args=["--dry-run"],
+        check=False,
+    )
+    assert result.returncode != 0
+    return result.stdout + result.stderr
+
+
+def test_a_wrong_from_stops_the_run_at_start_with_one_line(tmp_path):
+    output = dry_run_error(
+        tmp_path, {"fr": {"kind": "frozen"}, "ft": {"kind": "finetuned", "from": "frozen"}}
+    )
+    line = "error in config: experiment 'ft' starts from 'frozen', which is not declared"
+    assert line in output and "write from: fr" in output
+    assert "Traceback" not in output
+
+
+def test_an_unknown_kind_and_a_misspelt_key_are_named_by_the_schema(tmp_path):
+    assert "'convnet' is not one of" in dry_run_error(tmp_path, {"x": {"kind": "convnet"}})
+    output = dry_run_error(tmp_path, {"x": {"kind": "scratch", "learning_rte": 0.1}})
+    assert "learning_rte" in output
+
+
+def test_the_slurm_profile_submits_one_train_job_per_experiment_and_seed(tmp_path):
+    config = tmp_path / "runs.yaml"
+    config.write_text(yaml.safe_dump({"experiments": ["scratch", "features"], "seeds": [1, 2, 3]}))
+    result = run_snakemake(
+        tmp_path / "work",
+        ["results/report.html"],
+        configfiles=[REPO / "config" / "demo.yaml", config],
+        args=["--dry-run", "--workflow-profile", str(REPO / "profiles" / "slurm")],
+    )
+    jobs = planned_jobs(result.stdout + result.stderr)
+    trains = {(e, s) for rule, e, s in jobs if rule == "train"}
+    assert trains == {(e, s) for e in ("scratch", "features") for s in (1, 2, 3)}
+
+
+# Four experiments and two seeds: two of the same kind with different settings, and a second base.
+DECLARED = {
+    "scratch": {"kind": "scratch"},
+    "fast_scratch": {"kind": "scratch", "learning_rate": 3.0e-3, "dense_units": 8},
+    "features": {"kind": "features"},
+    "feat_mobilenet": {"kind": "features", "conv_base": {"name": "mobilenetv2"}},
+}
+SEEDS = [1, 2]
+
+
+@pytest.fixture(scope="module")
+def declared_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("declared")
+    make_class_images(root / "source", per_class=14, size=(48, 48))
+    quick = {"epochs": 1, "batch_size": 8}
+    config = {
+        "data": {"source": "local", "path": str(root / "source")},
+        "split": {"train": 8, "validation": 3, "test": 3},
+        "image_size": [48, 48],
+        "conv_base": {"name": "vgg16", "weights": "none", "unfreeze_from": "block5_conv1"},
+        "training": {kind: quick for kind in registry.KINDS},
+        "experiments": DECLARED,
+        "seeds": SEEDS,
+    }
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    run_snakemake(root / "work", ["results/report.html"], configfiles=[root / "config.yaml"])
+    return root
+
+
+def dry_run(root, tmp_path, change):
+    extra = tmp_path / "change.yaml"
+    extra.write_text(yaml.safe_dump(change))
+    result = run_snakemake(
+        root / "work",
+        ["results/report.html"],
+        configfiles=[root / "config.yaml", extra],
+        args=["--dry-run"],
+    )
+    return result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_declared_experiments_with_seeds_run_to_the_report(declared_run):
+    results = declared_run / "work" / "results"
+    for name in DECLARED:
+        for seed in SEEDS:
+            for path in (
+                f"models/{name}/{seed}.keras",
+                f"models/{name}/{seed}.json",
+                f"history/{name}/{seed}.csv",
+                f"metrics/{name}/{seed}.json",
+                f"predictions/{name}/{seed}.csv",
+            ):
+                assert (results / path).is_file(), path
+            assert (results / "tensorboard" / name / str(seed)).is_dir()
+    for base in ("vgg16", "mobilenetv2"):
+        for split in ("train", "validation", "test"):
+            assert (results / "features" / base / "none" / f"{split}.h5").is_file()
+    with open(results / "summary.csv", newline="") as stream:
+        rows = {row["experiment"]: row for row in csv.DictReader(stream)}
+    assert list(rows) == list(DECLARED)
+    for name, row in rows.items():
+        accuracies = [
+            json.loads((results / "metrics" / name / f"{seed}.json").read_text())["test_accuracy"]
+            for seed in SEEDS
+        ]
+        assert row["kind"] == DECLARED[name]["kind"] and row["n_seeds"] == "2"
+        assert float(row["test_accuracy_mean"]) == pytest.approx(sum(accuracies) / 2)
+        assert float(row["test_accuracy_min"]) == min(accuracies)
+        for column in ("test_accuracy_sd", "roc_auc_mean", "train_seconds_mean"):
+            assert row[column] != ""
+    html = (results / "report.html").read_text()
+    for name in DECLARED:
+        assert f'data-experiment="{name}"' in html
+    assert "mean &plusmn; sd" in html and "seed-paired" in html
+
+
+@pytest.mark.slow
+def test_one_experiments_override_reruns_exactly_its_jobs(declared_run, tmp_path):
+    changed = {**DECLARED, "fast_scratch": {**DECLARED["fast_scratch"], "learning_rate": 0.01}}
+    jobs = planned_jobs(dry_run(declared_run, tmp_path, {"experiments": changed}))
+    assert jobs == {
+        *{(rule, "fast_scratch", seed) for rule in ("train", "evaluate") for seed in SEEDS},
+        ("summarize", None, None),
+        ("report", None, None),
+    }
+
+
+@pytest.mark.slow
+def test_a_new_seed_trains_only_the_new_runs(declared_run, tmp_path):
+    output = dry_run(declared_run, tmp_path, {"seeds": [*SEEDS, 3]})
+    assert planned_jobs(output) == {
+        *{(rule, name, 3) for rule in ("train", "evaluate") for name in DECLARED},
+        ("summarize", None, None),
+        ("report", None, None),
+    }
+
+
+@pytest.mark.slow
+def test_a_new_base_extracts_only_its_own_features(declared_run, tmp_path):
+    added = {**DECLARED, "feat_resnet": {"kind": "features", "conv_base": {"name": "resnet50"}}}
+    output = dry_run(declared_run, tmp_path, {"experiments": added})
+    assert planned_features(output) == {
+        f"resnet50/none/{s}" for s in ("train", "validation", "test")
+    }
+    assert {(r, e) for r, e, _ in planned_jobs(output) if r in ("train", "evaluate")} == {
+        ("train", "feat_resnet"),
+        ("evaluate", "feat_resnet"),
+    }
+
+
+def test_the_features_job_loads_the_base_in_its_path(tmp_path):
+    """results/features/resnet50/none/... under a vgg16 config runs resnet50 (it used to load the
+    config's base whatever the path said)."""
+    result = run_snakemake(
+        tmp_path,
+        ["results/features/resnet50/none/test.h5"],
+        configfiles=[REPO / "config" / "demo.yaml"],
+        args=["--dry-run", "--printshellcmds"],
+    )
+    output = result.stdout + result.stderr
+    assert "wildcards: base=resnet50, weights=none, split=test" in output
