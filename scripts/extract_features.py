@@ -1,7 +1,9 @@
-from smallcnn.features import extract_features
 from smallcnn.logs import job_log
 
 with job_log(snakemake.log[0]):
+    # Imported inside the block: it imports TensorFlow, whose start-up messages belong in the log.
+    from smallcnn.features import extract_features
+
     extract_features(
         images=snakemake.input.images,
         out=snakemake.output[0],
@@ -11,4 +13,5 @@ with job_log(snakemake.log[0]):
         batch_size=snakemake.params.batch_size,
         precision=snakemake.params.precision,
         seed=snakemake.params.seed,
+        threads=snakemake.threads,
     )

@@ -16,6 +16,9 @@ class Runtime:
     strategy: object
     policy: str
     device: str
+    # As TensorFlow reports them; 0 is its default, one thread per core it sees.
+    intra_op_threads: int
+    inter_op_threads: int
 
 
 def cpu_flags(cpuinfo="/proc/cpuinfo"):
@@ -67,16 +70,54 @@ def resolve_policy(precision, has_gpu, flags):
     return "float32"
 
 
-def configure(precision="auto", multi_gpu=True):
-    """Set the global dtype policy and choose the distribution strategy; log both.
+def set_threads(threads):
+    """Give TensorFlow's intra-op and inter-op pools `threads` threads each.
 
-    Models built afterwards compute in the policy's dtype; their output layers are float32
-    (the builders in smallcnn.models say so), which keeps the losses and probabilities exact.
+    TensorFlow otherwise sizes both pools by the cores it sees, all of a shared node or of a
+    SLURM allocation's host, not the job's threads. The pools are fixed once TensorFlow runs its
+    first operation: call this before.
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        # Only in a process that ran TensorFlow before (tests); configure reports the counts.
+        log.warning("TensorFlow was already running: its thread counts stay as they were")
+
+
+def enable_memory_growth(gpus):
+    """Let each GPU's memory grow as needed instead of TensorFlow taking nearly all of it at
+    start, so that a job can share a GPU with another (an evaluation beside a training)."""
+    import tensorflow as tf
+
+    try:
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:
+        # As in set_threads: TensorFlow initialised the GPUs before, with its default.
+        log.warning("TensorFlow was already running: GPU memory growth stays as it was")
+
+
+def configure(precision="auto", multi_gpu=True, threads=None):
+    """Set the job's CPU threads, GPU memory growth and dtype policy, choose the distribution
+    strategy, and log them. Call it before TensorFlow runs anything.
+
+    `threads`: the job's threads (Snakemake's `snakemake.threads`), or None to leave TensorFlow's
+    default. Models built afterwards compute in the policy's dtype; their output layers are
+    float32 (the builders in smallcnn.models say so), which keeps the losses and probabilities
+    exact.
     """
     import keras
     import tensorflow as tf
 
+    if threads is not None:
+        set_threads(threads)
+    intra = tf.config.threading.get_intra_op_parallelism_threads()
+    inter = tf.config.threading.get_inter_op_parallelism_threads()
     gpus = tf.config.list_physical_devices("GPU")
+    enable_memory_growth(gpus)
     policy = resolve_policy(precision, bool(gpus), cpu_flags())
     keras.mixed_precision.set_dtype_policy(policy)
     if multi_gpu and len(gpus) > 1:
@@ -89,5 +130,18 @@ def configure(precision="auto", multi_gpu=True):
             device = f"GPU ({details.get('device_name', gpus[0].name)})"
         else:
             device = f"CPU ({cpu_model()}, oneDNN {'on' if onednn_enabled() else 'off'})"
-    log.info("device: %s; precision: %s (asked: %s)", device, policy, precision)
-    return Runtime(strategy=strategy, policy=policy, device=device)
+    log.info(
+        "device: %s; precision: %s (asked: %s); threads: %d intra-op, %d inter-op",
+        device,
+        policy,
+        precision,
+        intra,
+        inter,
+    )
+    return Runtime(
+        strategy=strategy,
+        policy=policy,
+        device=device,
+        intra_op_threads=intra,
+        inter_op_threads=inter,
+    )

@@ -32,17 +32,19 @@ def weights_record(source, weights_path):
     return {"source": source, "sha256": file_sha256(weights_path)}
 
 
-def extract_features(images, out, conv_base, weights, image_size, batch_size, precision, seed):
+def extract_features(
+    images, out, conv_base, weights, image_size, batch_size, precision, seed, threads=None
+):
     """Run the conv base over the split folder `images` and write `out` (HDF5).
 
     `conv_base`: {"name", "weights"} as in config.yaml; `weights`: the weights file, or None for
-    random weights (seeded).
+    random weights (seeded); `threads`: the job's CPU threads (None: TensorFlow's default).
     """
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    runtime = devices.configure(precision, multi_gpu=False)
+    runtime = devices.configure(precision, multi_gpu=False, threads=threads)
     image_size = tuple(int(side) for side in image_size)
     base = models.build_conv_base(conv_base["name"], weights, (*image_size, 3))
     record = weights_record(conv_base.get("weights", "none"), weights)
@@ -57,6 +59,8 @@ def extract_features(images, out, conv_base, weights, image_size, batch_size, pr
         "tensorflow_version": tf.__version__,
         "precision": runtime.policy,
         "device": runtime.device,
+        "intra_op_threads": runtime.intra_op_threads,
+        "inter_op_threads": runtime.inter_op_threads,
     }
     write_features(base, images, out, image_size, batch_size, attrs)
 

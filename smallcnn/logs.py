@@ -1,59 +1,63 @@
-"""Logging for Snakemake jobs: everything a job prints goes to its log file and to stderr."""
+"""Logging for Snakemake jobs: everything a job writes goes to its log file, not the terminal.
+
+TensorFlow's C++ layer writes its start-up messages (cuInit, oneDNN, absl) to file descriptor 2
+directly, past sys.stderr, so descriptors 1 and 2 themselves point at the log while a job runs.
+The terminal keeps Snakemake's progress and, of a job, only why it failed.
+"""
 
 import contextlib
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from smallcnn.errors import UserError
 
 
-class _Tee:
-    def __init__(self, *streams):
-        self.streams = streams
-
-    def _open_streams(self):
-        # Libraries that captured sys.stderr inside the block (absl) may write after it closed.
-        return [stream for stream in self.streams if not stream.closed]
-
-    def write(self, text):
-        for stream in self._open_streams():
-            stream.write(text)
-            stream.flush()
-        return len(text)
-
-    def flush(self):
-        for stream in self._open_streams():
-            stream.flush()
-
-    def isatty(self):
-        return False
-
-    def close(self):
-        # absl closes sys.stderr's handler at interpreter exit; the log file closes itself.
-        self.flush()
-
-
 @contextlib.contextmanager
 def job_log(path):
-    """Send prints, warnings and logging of the block to `path` as well as to stderr.
+    """Send everything the block writes to `path`: prints, warnings, logging, and the output of
+    C and C++ libraries. Import TensorFlow inside the block, or its start-up messages miss it.
 
-    A UserError ends the job with its one-line message (no traceback) and exit status 1.
+    A UserError ends the job with its one-line message (no traceback) in the log and on the
+    terminal, and exit status 1; another exception's traceback goes to both as well.
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as log_file:
-        tee = _Tee(log_file, sys.__stderr__)
-        handler = logging.StreamHandler(tee)
+    _flush_python_streams()
+    terminal = {fd: os.dup(fd) for fd in (1, 2)}
+    # Append mode: descriptors 1, 2 and the logging stream write to one file without overwriting
+    # each other.
+    with open(path, "a", encoding="utf-8", buffering=1) as log_file:
+        for fd in terminal:
+            os.dup2(log_file.fileno(), fd)
+        # Its own stream rather than sys.stderr, which a test runner may have replaced.
+        handler = logging.StreamHandler(log_file)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger()
         root.addHandler(handler)
         root.setLevel(logging.INFO)
         logging.captureWarnings(True)
         try:
-            with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
-                yield
+            yield
         except UserError as error:
-            tee.write(f"error: {error}\n")
+            message = f"error: {error}\n"
+            log_file.write(message)
+            os.write(terminal[2], message.encode("utf-8", "replace"))
             raise SystemExit(1) from None
+        except Exception:
+            # Into the log here; Python prints it on the terminal once the descriptors are back.
+            log_file.write(traceback.format_exc())
+            raise
         finally:
             root.removeHandler(handler)
+            _flush_python_streams()
+            for fd, saved in terminal.items():
+                os.dup2(saved, fd)
+                os.close(saved)
+
+
+def _flush_python_streams():
+    # What Python buffered belongs where the descriptors pointed when it was written.
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
