@@ -8,6 +8,7 @@ import yaml
 # TensorFlow, so building the DAG stays fast.
 sys.path.insert(0, workflow.basedir)
 from smallcnn import experiments as declared_experiments, registry
+from smallcnn.codehash import code_hash
 from smallcnn.errors import UserError
 
 try:
@@ -33,6 +34,12 @@ wildcard_constraints:
     split="|".join(SPLITS),
     base=BASES,
     weights="[A-Za-z0-9_-]+",
+
+
+def code(script):
+    """Identity of the code a rule's script runs (the script and the smallcnn modules it
+    imports): a params entry, so that a code change reruns exactly the rules it reaches."""
+    return code_hash(f"scripts/{script}.py", workflow.basedir)
 
 
 def weights_file(base, weights):
@@ -103,6 +110,9 @@ def train_params(wildcards):
             dict(config["augmentation"]) if settings.get("augment") else None
         ),
         "conv_base": experiment.conv_base,
+        # Here, not as a separate params entry: the backup's fingerprint is made of these
+        # settings, so a backup written by other code is not resumed.
+        "code": code("train"),
     }
 
 

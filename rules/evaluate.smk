@@ -19,8 +19,13 @@ rule evaluate:
     resources:
         mem_mb=4000,
         runtime=60,
+        # It runs the trained model over the test split: as fast on a GPU as training is, and on
+        # a one-GPU workstation the local limit of one gpu job keeps it from starting beside a
+        # training job and running the GPU out of memory.
+        gpu=1,
     params:
         image_size=config["image_size"],
         batch_size=32,
+        code=code("evaluate"),
     script:
         "../scripts/evaluate.py"

@@ -27,5 +27,6 @@ rule extract_features:
         seed=config["seed"],
         precision=config["precision"],
         batch_size=32,
+        code=code("extract_features"),
     script:
         "../scripts/extract_features.py"

@@ -16,6 +16,7 @@ rule summarize:
         runtime=10,
     params:
         experiments=[{"name": e.name, "kind": e.kind} for e in EXPERIMENTS.values()],
+        code=code("summarize"),
     script:
         "../scripts/summarize.py"
 
@@ -85,5 +86,6 @@ rule report:
         augmentation_examples=config["report"]["augmentation_examples"],
         image_size=config["image_size"],
         seed=config["seed"],
+        code=code("report"),
     script:
         "../scripts/report.py"

@@ -14,5 +14,6 @@ rule fetch_weights:
         runtime=60,
     params:
         base="{base}",
+        code=code("fetch_weights"),
     script:
         "../scripts/fetch_weights.py"

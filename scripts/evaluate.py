@@ -1,7 +1,9 @@
-from smallcnn.evaluation import evaluate
 from smallcnn.logs import job_log
 
 with job_log(snakemake.log[0]):
+    # Imported inside the block: it imports TensorFlow, whose start-up messages belong in the log.
+    from smallcnn.evaluation import evaluate
+
     evaluate(
         model_path=snakemake.input.model,
         summary_path=snakemake.input.summary,
@@ -10,4 +12,5 @@ with job_log(snakemake.log[0]):
         predictions_path=snakemake.output.predictions,
         image_size=tuple(snakemake.params.image_size),
         batch_size=snakemake.params.batch_size,
+        threads=snakemake.threads,
     )

@@ -1,7 +1,9 @@
 from smallcnn.logs import job_log
-from smallcnn.training import train
 
 with job_log(snakemake.log[0]):
+    # Imported inside the block: it imports TensorFlow, whose start-up messages belong in the log.
+    from smallcnn.training import train
+
     train(
         settings=dict(snakemake.params.settings),
         inputs=dict(snakemake.input.items()),
@@ -10,4 +12,5 @@ with job_log(snakemake.log[0]):
         summary_path=snakemake.output.summary,
         tensorboard_dir=snakemake.output.tensorboard,
         backup_dir=snakemake.params.backup_dir,
+        threads=snakemake.threads,
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smallcnn import datasets, features, models
+from smallcnn import datasets, devices, features, models
 from smallcnn.errors import UserError
 from smallcnn.stats import accuracy_ci95
 
@@ -75,7 +75,14 @@ def confusion_matrix(labels, predicted, n_classes):
 
 
 def evaluate(
-    model_path, summary_path, test, metrics_path, predictions_path, image_size, batch_size
+    model_path,
+    summary_path,
+    test,
+    metrics_path,
+    predictions_path,
+    image_size,
+    batch_size,
+    threads=None,
 ):
     """Write the test metrics (json) and the per-image predictions (csv) of one model.
 
@@ -83,6 +90,9 @@ def evaluate(
     """
     import keras
 
+    # The job's threads and GPU memory growth; the loaded model keeps the precision it was
+    # trained with (its layers' saved dtype policies).
+    devices.configure("float32", multi_gpu=False, threads=threads)
     model = keras.saving.load_model(model_path, compile=False)
     class_names, _ = models.model_info(model)
     summary = json.loads(Path(summary_path).read_text())

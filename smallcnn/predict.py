@@ -121,7 +121,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m smallcnn.predict", description="Classify images with a trained model."
     )
-    parser.add_argument("--model", required=True, help="a results/models/<experiment>/<seed>.keras file")
+    parser.add_argument(
+        "--model", required=True, help="a results/models/<experiment>/<seed>.keras file"
+    )
     parser.add_argument("--out", help="CSV file to write (default: standard output)")
     parser.add_argument(
         "--weights",

@@ -521,15 +521,30 @@ def build_model(settings, inputs, data):
     raise UserError(f"unknown kind of experiment {kind!r}: one of {', '.join(registry.KINDS)}")
 
 
-def train(settings, inputs, model_path, history_path, summary_path, tensorboard_dir, backup_dir):
-    """Train one experiment; write the best model, its history, a summary and TensorBoard logs."""
+def train(
+    settings,
+    inputs,
+    model_path,
+    history_path,
+    summary_path,
+    tensorboard_dir,
+    backup_dir,
+    threads=None,
+):
+    """Train one experiment; write the best model, its history, a summary and TensorBoard logs.
+
+    `threads`: the job's CPU threads (not a setting: running with more or fewer must neither
+    rerun the job nor discard its backup).
+    """
     import keras
     import tensorflow as tf
 
     name = f"{settings['experiment']}/{settings['seed']}"
     seed = settings["seed"]
     keras.utils.set_random_seed(seed)
-    runtime = devices.configure(settings.get("precision", "auto"), settings.get("multi_gpu", True))
+    runtime = devices.configure(
+        settings.get("precision", "auto"), settings.get("multi_gpu", True), threads=threads
+    )
     work_dir = Path(backup_dir)
     state = RunState(work_dir, fingerprint(settings, inputs))
     resume_epoch = 0
@@ -598,6 +613,8 @@ def train(settings, inputs, model_path, history_path, summary_path, tensorboard_
         "lr_changes": _lr_changes(rows),
         "precision": runtime.policy,
         "device": runtime.device,
+        "intra_op_threads": runtime.intra_op_threads,
+        "inter_op_threads": runtime.inter_op_threads,
         "seed": seed,
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "weights": weights,

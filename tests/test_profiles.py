@@ -11,7 +11,7 @@ import yaml
 from conftest import BIN, REPO
 
 PROFILES = REPO / "profiles"
-GPU_RULES = {"extract_features", "train"}
+GPU_RULES = {"extract_features", "train", "evaluate"}
 # The SLURM client commands: a PATH without them is a machine without SLURM.
 SLURM_COMMANDS = {
     "sacct",
@@ -122,7 +122,7 @@ def test_default_profile_is_read_by_itself_and_counts_gpus_without_needing_one(t
 @pytest.mark.slow
 @pytest.mark.parametrize("option", ["--profile", "--workflow-profile"])
 @pytest.mark.parametrize("slurm_installed", [False, True], ids=["no-slurm", "slurm"])
-def test_slurm_profile_asks_for_a_gpu_only_for_feature_extraction_and_training(
+def test_slurm_profile_asks_for_a_gpu_only_for_extraction_training_and_evaluation(
     tmp_path, no_slurm_path, option, slurm_installed
 ):
     """`snakemake -n --profile profiles/slurm ... results/report.html` on the demo config, also

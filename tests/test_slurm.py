@@ -11,7 +11,7 @@ from conftest import BIN, REPO
 from slurm_cluster import GPU_TYPE, NODE_CPUS, run_in_cluster, why_not_runnable
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
-GPU_RULES = {"extract_features", "train"}
+GPU_RULES = {"extract_features", "train", "evaluate"}
 # Everything the scratch model needs: generate the demo images, check them, split them, train.
 EXPECTED_RULES = {"make_demo", "prepare", "split", "train"}
 TINY = {
@@ -132,7 +132,7 @@ def test_workflow_runs_under_slurm(slurm_run):
 
 
 @pytest.mark.slow
-def test_only_the_training_job_asks_for_a_gpu(slurm_run):
+def test_only_the_gpu_rules_ask_for_a_gpu(slurm_run):
     run, _, profile = slurm_run
     calls = submissions(run.stderr + run.stdout)
     assert set(calls) == EXPECTED_RULES, run.explain()

@@ -5,6 +5,9 @@ from pathlib import Path
 import jinja2
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+# The files this module reads at run time, for smallcnn.codehash: a template change reruns the
+# report.
+PACKAGE_DATA = ("templates/*",)
 
 
 def render(context):
