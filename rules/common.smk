@@ -38,7 +38,8 @@ wildcard_constraints:
 
 def code(script):
     """Identity of the code a rule's script runs (the script and the smallcnn modules it
-    imports): a params entry, so that a code change reruns exactly the rules it reaches."""
+    imports): a params entry, so that a code change reruns exactly the rules it reaches.
+    """
     return code_hash(f"scripts/{script}.py", workflow.basedir)
 
 
