@@ -4,6 +4,8 @@ import itertools
 
 import numpy as np
 import pytest
+import yaml
+from conftest import REPO
 
 from smallcnn import metrics
 from smallcnn.errors import UserError
@@ -154,3 +156,17 @@ def test_primary_metric(setting, counts, key, words):
 def test_primary_metric_user_errors(setting, counts, message):
     with pytest.raises(UserError, match=message):
         metrics.primary_metric(setting, counts)
+
+
+def test_the_schema_accepts_each_primary_metric_and_names_a_wrong_one():
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert config["report"]["primary_metric"] == "auto"
+    for setting in ["auto", *metrics.PRIMARY_METRICS]:
+        config["report"]["primary_metric"] = setting
+        validate(config, str(REPO / "schemas" / "config.schema.yaml"))
+    config["report"]["primary_metric"] = "f1"
+    with pytest.raises(WorkflowError, match="primary_metric"):
+        validate(config, str(REPO / "schemas" / "config.schema.yaml"))
