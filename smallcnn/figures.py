@@ -25,9 +25,9 @@ DPI = 100
 # unknown command or draw something else. Every text that may hold such a name is drawn with
 # these properties, so that it renders as written.
 LITERAL = {"parse_math": False, "usetex": False}
-# A many-class heatmap: inches per class at most, and the most inches its matrix may take.
+# A many-class heatmap: inches per class, within bounds on the side of its matrix in inches.
 HEATMAP_CELL = 0.14
-HEATMAP_SIDE = 20
+HEATMAP_SIDE = (4.0, 20.0)
 
 
 @dataclass
@@ -189,10 +189,11 @@ def confusion_heatmap(matrix, class_names, title):
     n = len(class_names)
     totals = matrix.sum(axis=1, keepdims=True)
     shares = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
-    cell = min(HEATMAP_CELL, HEATMAP_SIDE / max(n, 1))
-    fontsize = max(3.0, min(7.0, cell * 72 * 0.75))
-    side = 2.0 + cell * n
-    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    side = float(np.clip(HEATMAP_CELL * n, *HEATMAP_SIDE))
+    fontsize = float(np.clip(side / max(n, 1) * 72 * 0.75, 3, 8))
+    # Room for the longest class name, so that tight_layout need not shrink the matrix for it.
+    margin = 0.6 + 0.55 * fontsize / 72 * max((len(name) for name in class_names), default=0)
+    fig, ax = plt.subplots(figsize=(side + margin + 1.4, side + margin + 0.5))
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
     ticks = np.arange(n)
     ax.set_xticks(ticks, class_names, rotation=90, fontsize=fontsize, **LITERAL)
