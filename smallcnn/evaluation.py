@@ -9,42 +9,13 @@ import numpy as np
 
 from smallcnn import datasets, devices, features, models
 from smallcnn.errors import UserError
+from smallcnn.metrics import class_metrics, confusion_matrix, roc_auc
 from smallcnn.stats import accuracy_ci95
 
 log = logging.getLogger(__name__)
 
 # Probabilities are clipped like Keras' cross-entropy losses, so that the loss is finite.
 EPSILON = 1e-7
-
-
-def rank_auc(positive, scores):
-    """Area under the ROC curve from ranks (Mann-Whitney U; ties get their average rank).
-
-    None when `positive` has only one class, where the area is undefined.
-    """
-    positive = np.asarray(positive, dtype=bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return None
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    last_rank = np.cumsum(counts)
-    average_rank = last_rank - (counts - 1) / 2
-    ranks = average_rank[inverse]
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def roc_auc(labels, probabilities):
-    """Binary: AUC of the sigmoid probability of class 1. More classes: macro one-vs-rest AUC
-    over the classes present in `labels` (None if it is undefined for all of them)."""
-    labels = np.asarray(labels)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    if probabilities.ndim == 1 or probabilities.shape[1] == 1:
-        return rank_auc(labels == 1, probabilities.reshape(-1))
-    areas = [rank_auc(labels == k, probabilities[:, k]) for k in range(probabilities.shape[1])]
-    areas = [a for a in areas if a is not None]
-    return float(np.mean(areas)) if areas else None
 
 
 def class_probabilities(outputs):
@@ -66,12 +37,6 @@ def predicted_classes(probabilities):
 def cross_entropy(labels, probabilities):
     chosen = probabilities[np.arange(len(labels)), labels]
     return float(-np.mean(np.log(np.clip(chosen, EPSILON, 1 - EPSILON))))
-
-
-def confusion_matrix(labels, predicted, n_classes):
-    matrix = np.zeros((n_classes, n_classes), dtype=int)
-    np.add.at(matrix, (labels, predicted), 1)
-    return matrix
 
 
 def evaluate(
@@ -120,6 +85,7 @@ def evaluate(
         "test_loss": cross_entropy(labels, probabilities),
         "roc_auc": roc_auc(labels, outputs if len(class_names) == 2 else probabilities),
         "confusion_matrix": confusion_matrix(labels, predicted, len(class_names)).tolist(),
+        **class_metrics(labels, predicted, probabilities, class_names),
         "class_names": class_names,
         "n_test": n_test,
         "accuracy_ci95": [low, high],

@@ -20,6 +20,14 @@ BEST_COLOUR = "#2ca02c"
 LR_COLOUR = "#7f7f7f"
 BOOK_COLOUR = "#ff7f0e"
 DPI = 100
+# Class names are folder names and experiment names come from the config: matplotlib would read
+# `$...$` in them as mathtext (and any text as TeX under rcParams text.usetex) and fail on an
+# unknown command or draw something else. Every text that may hold such a name is drawn with
+# these properties, so that it renders as written.
+LITERAL = {"parse_math": False, "usetex": False}
+# A many-class heatmap: inches per class, within bounds on the side of its matrix in inches.
+HEATMAP_CELL = 0.14
+HEATMAP_SIDE = (4.0, 20.0)
 
 
 @dataclass
@@ -92,7 +100,7 @@ def accuracy_chart(rows):
             label="the book's figure",
             zorder=3,
         )
-    ax.set_yticks(positions, names)
+    ax.set_yticks(positions, names, **LITERAL)
     ax.set_xlabel("accuracy (%)")
     lowest = min([row["ci_low"] for row in rows] + [value for value, _ in book])
     ax.set_xlim(max(0, lowest * 100 - 5), 100.5)
@@ -141,7 +149,7 @@ def learning_curves(history, best_epoch, lr_changes, title):
         # Whole epochs only: a two-epoch run must not show epoch 1.5.
         ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0].legend(fontsize=8, loc="best")
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(title, fontsize=11, **LITERAL)
     fig.tight_layout()
     return fig
 
@@ -152,8 +160,8 @@ def confusion_matrix(matrix, class_names, title):
     fig, ax = plt.subplots(figsize=(size + 0.8, size))
     ax.imshow(matrix, cmap="Blues")
     ticks = np.arange(len(class_names))
-    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
-    ax.set_yticks(ticks, class_names)
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right", **LITERAL)
+    ax.set_yticks(ticks, class_names, **LITERAL)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     threshold = matrix.max() / 2 if matrix.size else 0
@@ -166,7 +174,35 @@ def confusion_matrix(matrix, class_names, title):
             va="center",
             color="white" if value > threshold else "black",
         )
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, **LITERAL)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_heatmap(matrix, class_names, title):
+    """A confusion matrix of many classes as a heatmap, every class labelled, no counts drawn.
+
+    Each row is shown as shares of its true class, so that a small class's errors stand out as
+    clearly as a large one's; the diagonal is then the per-class recall.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    n = len(class_names)
+    totals = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    side = float(np.clip(HEATMAP_CELL * n, *HEATMAP_SIDE))
+    fontsize = float(np.clip(side / max(n, 1) * 72 * 0.75, 3, 8))
+    # Room for the longest class name, so that tight_layout need not shrink the matrix for it.
+    margin = 0.6 + 0.55 * fontsize / 72 * max((len(name) for name in class_names), default=0)
+    fig, ax = plt.subplots(figsize=(side + margin + 1.4, side + margin + 0.5))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    ticks = np.arange(n)
+    ax.set_xticks(ticks, class_names, rotation=90, fontsize=fontsize, **LITERAL)
+    ax.set_yticks(ticks, class_names, fontsize=fontsize, **LITERAL)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    colorbar.set_label("share of the true class")
+    ax.set_title(title, fontsize=10, **LITERAL)
     fig.tight_layout()
     return fig
 
@@ -179,7 +215,7 @@ def image_grid(images, captions, columns):
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, captions, strict=False):
         ax.imshow(image)
-        ax.set_title(caption, fontsize=8)
+        ax.set_title(caption, fontsize=8, **LITERAL)
     fig.tight_layout()
     return fig
 

@@ -1,7 +1,6 @@
 """Test-split metrics and predictions."""
 
 import csv
-import itertools
 import json
 
 import numpy as np
@@ -10,47 +9,6 @@ from conftest import make_class_images
 
 from smallcnn import evaluation, features, models
 from smallcnn.stats import accuracy_ci95
-
-
-def pairwise_auc(positive, scores):
-    """The definition: P(score of a positive > score of a negative), ties counting half."""
-    pos = [s for s, p in zip(scores, positive, strict=True) if p]
-    neg = [s for s, p in zip(scores, positive, strict=True) if not p]
-    wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in itertools.product(pos, neg))
-    return wins / (len(pos) * len(neg))
-
-
-def test_rank_auc_matches_the_pairwise_definition_with_ties():
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        positive = rng.integers(0, 2, 30).astype(bool)
-        positive[:2] = [True, False]
-        scores = rng.integers(0, 6, 30) / 5  # many ties
-        assert evaluation.rank_auc(positive, scores) == pytest.approx(
-            pairwise_auc(positive, scores)
-        )
-
-
-def test_auc_extremes_and_undefined():
-    assert evaluation.rank_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
-    assert evaluation.rank_auc([1, 1, 0, 0], [0.1, 0.2, 0.8, 0.9]) == 0.0
-    assert evaluation.rank_auc([1, 1], [0.1, 0.2]) is None
-
-
-def test_macro_one_vs_rest_auc():
-    labels = np.array([0, 0, 1, 1, 2, 2])
-    probabilities = np.array(
-        [
-            [0.8, 0.1, 0.1],
-            [0.4, 0.5, 0.1],
-            [0.2, 0.7, 0.1],
-            [0.5, 0.3, 0.2],
-            [0.1, 0.1, 0.8],
-            [0.3, 0.3, 0.4],
-        ]
-    )
-    expected = np.mean([pairwise_auc(labels == k, probabilities[:, k]) for k in range(3)])
-    assert evaluation.roc_auc(labels, probabilities) == pytest.approx(expected)
 
 
 def test_binary_prediction_threshold_and_loss():
@@ -78,6 +36,19 @@ def check_outputs(metrics_path, predictions_path, n_test, class_names):
     for row in rows:
         label, name = row["file"].split("/")
         assert label == row["label"] and name
+    # The imbalance-aware metrics agree with the confusion matrix written beside them.
+    per_class = metrics["per_class"]
+    assert [row["class"] for row in per_class] == class_names
+    assert [row["support"] for row in per_class] == matrix.sum(axis=1).tolist()
+    recalls = np.diag(matrix) / matrix.sum(axis=1)
+    assert [row["recall"] for row in per_class] == pytest.approx(recalls.tolist())
+    assert metrics["balanced_accuracy"] == pytest.approx(recalls.mean())
+    defined_f1 = [row["f1"] for row in per_class if row["f1"] is not None]
+    assert metrics["macro_f1"] == pytest.approx(np.mean(defined_f1))
+    if len(class_names) == 2:
+        assert 0 <= metrics["pr_auc"] <= 1
+    else:
+        assert metrics["pr_auc"] is None
     return metrics
 
 
