@@ -77,6 +77,7 @@ rule report:
         },
         repo=workflow.basedir,
         misclassified=config["report"]["misclassified"],
+        primary_metric=config["report"]["primary_metric"],
         # No augmentation grid (and no TensorFlow) when no reported experiment augments.
         augmentation=(
             config["augmentation"]

@@ -1,6 +1,8 @@
 """Every figure renders to PNG, and class and experiment names are drawn as written, never as
 mathtext or TeX (issue 12, finding 1)."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,6 +10,7 @@ from matplotlib.text import Text
 from PIL import Image
 
 from smallcnn import figures
+from smallcnn.report import charts
 
 # Mathtext with an unknown command, subscripts, superscripts and backslashes between dollars,
 # an odd dollar, and markup.
@@ -67,11 +70,18 @@ def test_confusion_heatmap_labels_forty_classes_literally(tmp_path):
 
 def test_accuracy_chart_draws_experiment_names_literally(tmp_path):
     rows = [
-        {"name": name, "accuracy": 0.7, "ci_low": 0.6, "ci_high": 0.8, "book": None}
+        {
+            "name": name,
+            "accuracy": 0.7,
+            "ci_low": 0.6,
+            "ci_high": 0.8,
+            "seed_accuracies": [0.65, 0.75],
+            "book": None,
+        }
         for name in HOSTILE
     ]
     rows[0]["book"] = 0.71
-    texts = render(figures.accuracy_chart(rows), tmp_path, "accuracy")
+    texts = render(charts.accuracy_chart(rows), tmp_path, "accuracy")
     assert_literal(texts, HOSTILE)
 
 
@@ -85,8 +95,11 @@ def test_learning_curves_title_is_literal(tmp_path):
             "val_loss": [0.7, 0.65, 0.6],
         }
     )
-    title = f"{HOSTILE[0]}: best epoch 2 of 3"
-    texts = render(figures.learning_curves(history, 2, [(3, 5e-5)], title), tmp_path, "curves")
+    title = f"{HOSTILE[0]}: 2 seeds, kept epoch 2 of 3, 3 of 3"
+    runs = [
+        SimpleNamespace(seed=seed, history=history, metrics={"best_epoch": 2}) for seed in (1, 2)
+    ]
+    texts = render(charts.learning_curves(runs, title), tmp_path, "curves")
     assert_literal(texts, [title])
 
 

@@ -226,6 +226,8 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
                 "test_accuracy": accuracy,
                 "test_loss": 1.0 - accuracy,
                 "roc_auc": min(1.0, accuracy + 0.05),
+                "balanced_accuracy": 0.8,
+                "macro_f1": 0.7,
                 "confusion_matrix": matrix.tolist(),
                 "class_names": list(CLASSES),
                 "n_test": len(test_files),
@@ -292,6 +294,7 @@ def report_settings(experiments, augmentation=None, misclassified=6, repo=REPO, 
     return ReportSettings(
         experiments=declared,
         seeds=list(seeds),
+        primary_metric="auto",
         run={"data": {"source": "demo"}, "seed": 1337, "seeds": list(seeds)},
         repo=str(repo),
         misclassified=misclassified,
@@ -397,12 +400,14 @@ def test_summary_table_has_one_row_per_experiment_with_the_books_figures(full_re
     finetuned = rows[-1]
     assert finetuned[1] == "finetuned" and finetuned[2] == "85.0%"
     # Best epoch / epochs run, what ended training, trainable / total parameters, the book's figure.
-    assert finetuned[6] == "4 / 6"
-    assert finetuned[7] == "early stopping"
-    assert rows[0][7] == "epoch limit"
-    assert finetuned[8] == "1 min 34 s"
-    assert finetuned[9] == "3,453,121 / 18,167,809"
-    assert [row[10] for row in rows] == ["71.0%", "82.0%", "90.0%", "96.0%", "96.8%"]
+    assert finetuned[6:8] == ["80.0%", "0.700"]
+    assert finetuned[8] == "4 / 6"
+    assert finetuned[9] == "early stopping"
+    assert rows[0][9] == "epoch limit"
+    assert finetuned[10] == "1 min 34 s"
+    assert finetuned[11] == "3,453,121 / 18,167,809"
+    assert [row[12] for row in rows] == ["71.0%", "82.0%", "90.0%", "96.0%", "96.8%"]
+    assert "Ranked by accuracy (report.primary_metric: auto)" in full_report["html"]
     assert "Best on this test set: <strong>finetuned</strong>" in " ".join(
         full_report["html"].split()
     )
@@ -661,7 +666,7 @@ def test_a_randomly_initialised_base_is_flagged(tmp_path):
     assert "features started from a randomly initialised\n    conv base" in html
     training = {row[0]: row for row in Page(html).tables["training-table"]}
     assert training["features"][5:] == ["none: random initialisation", ""]
-    assert [row[10] for row in Page(html).tables["summary-table"]] == ["71.0%", "90.0%"]
+    assert [row[12] for row in Page(html).tables["summary-table"]] == ["71.0%", "90.0%"]
 
 
 def test_build_report_takes_snakemakes_named_lists_with_single_files_as_strings(tmp_path):

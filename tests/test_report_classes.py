@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from smallcnn import report_classes
 from smallcnn.errors import UserError
 from smallcnn.figures import FigureWriter
+from smallcnn.report import classes as report_classes
 
-TEMPLATES = Path(report_classes.__file__).parent / "templates"
+TEMPLATES = Path(report_classes.__file__).parents[1] / "templates"
 SCRIPT = "<script>alert(1)</script>"
 MATH = r"dog $\notacommand{x}$"
 

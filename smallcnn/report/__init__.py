@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from smallcnn import figures
+from smallcnn import figures, metrics
 from smallcnn.report import charts, facts, sections
 from smallcnn.report import comparisons as comparing
 from smallcnn.report.loading import load_runs, plain, read_csv
@@ -14,6 +14,7 @@ from smallcnn.report.render import render
 log = logging.getLogger(__name__)
 
 SPLITS_COLUMNS = ("file", "label", "split", "path")
+PRIMARY_LABELS = {key: label for key, label in metrics.PRIMARY_METRICS.values()}
 LISTS = ("metrics", "predictions", "histories", "summaries", "benchmarks")
 
 
@@ -46,6 +47,7 @@ class ReportSettings:
 
     experiments: list
     seeds: list
+    primary_metric: str
     run: dict
     repo: str | None
     misclassified: int
@@ -89,11 +91,13 @@ def write_report(inputs, settings, out, figures_dir=None):
 def report_context(inputs, settings, writer):
     experiments = {e["name"]: e for e in settings.experiments}
     runs = load_runs(inputs, list(experiments), [int(seed) for seed in settings.seeds])
-    order = comparing.ranked(runs)
-    best = order[0]
-    rows = sections.summary_rows(runs, experiments, best)
-    pairs = comparing.comparisons(runs)
     splits = read_csv(inputs.splits, SPLITS_COLUMNS)
+    test_counts = splits[splits["split"] == "test"].groupby("label").size()
+    primary, primary_reason = metrics.primary_metric(settings.primary_metric, test_counts.tolist())
+    order = comparing.ranked(runs, primary)
+    best = order[0]
+    rows = sections.summary_rows(runs, experiments, best, primary)
+    pairs = comparing.comparisons(runs, order)
     several_seeds = len(settings.seeds) > 1
     return {
         "title": "smallcnn: comparison report",
@@ -105,6 +109,11 @@ def report_context(inputs, settings, writer):
         "accuracy_figure": writer.save(
             charts.accuracy_chart(rows), "summary", "accuracy", alt=sections.accuracy_alt(rows)
         ),
+        "primary": {
+            "key": primary,
+            "label": PRIMARY_LABELS[primary],
+            "reason": primary_reason,
+        },
         "comparisons": pairs,
         "verdict": comparing.verdict(order, pairs),
         "random_base": [

@@ -55,7 +55,7 @@ def accuracy_chart(rows):
             label="the book's figure",
             zorder=3,
         )
-    ax.set_yticks(positions, names)
+    ax.set_yticks(positions, names, **figures.LITERAL)
     ax.set_xlabel("test accuracy (%)")
     lowest = min(
         [row["ci_low"] for row in rows]
@@ -116,6 +116,6 @@ def learning_curves(runs, title):
             # Whole epochs only: a two-epoch run must not show epoch 1.5.
             ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0].legend(fontsize=8, loc="best")
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(title, fontsize=11, **figures.LITERAL)
     fig.tight_layout()
     return fig

@@ -23,15 +23,23 @@ def mean_loss(runs):
     return sum(run.metrics["test_loss"] for run in runs) / len(runs)
 
 
-def ranked(runs_by_experiment):
-    """Experiment names, best first: highest mean test accuracy, then lowest mean test loss."""
-    return sorted(
-        runs_by_experiment,
-        key=lambda name: (
-            -mean_accuracy(runs_by_experiment[name]),
-            mean_loss(runs_by_experiment[name]),
-        ),
-    )
+def mean_metric(runs, key):
+    """Mean of a metrics key over the seeds; None where it is undefined for every seed (e.g.
+    ROC AUC on a test split of one class)."""
+    values = [run.metrics[key] for run in runs if run.metrics.get(key) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def ranked(runs_by_experiment, key="test_accuracy"):
+    """Experiment names, best first: highest mean of the primary metric `key`, then highest
+    mean accuracy, then lowest mean test loss. An undefined metric ranks last."""
+
+    def order(name):
+        runs = runs_by_experiment[name]
+        value = mean_metric(runs, key)
+        return (value is None, -(value or 0.0), -mean_accuracy(runs), mean_loss(runs))
+
+    return sorted(runs_by_experiment, key=order)
 
 
 def pairs_to_compare(names, order):
@@ -101,9 +109,8 @@ def compare(a_name, a_runs, b_name, b_runs):
     }
 
 
-def comparisons(runs_by_experiment):
+def comparisons(runs_by_experiment, order):
     names = list(runs_by_experiment)
-    order = ranked(runs_by_experiment)
     return [
         compare(a, runs_by_experiment[a], b, runs_by_experiment[b])
         for a, b in pairs_to_compare(names, order)

@@ -13,6 +13,8 @@ METRICS_KEYS = (
     "test_accuracy",
     "test_loss",
     "roc_auc",
+    "balanced_accuracy",
+    "macro_f1",
     "confusion_matrix",
     "class_names",
     "n_test",

@@ -16,6 +16,9 @@ SUMMARY_COLUMNS = (
     "test_accuracy_sd",
     "test_accuracy_min",
     "test_accuracy_max",
+    "balanced_accuracy_mean",
+    "balanced_accuracy_sd",
+    "macro_f1_mean",
     "test_loss_mean",
     "roc_auc_mean",
     "train_seconds_mean",
@@ -37,6 +40,7 @@ def spread(values):
 def experiment_summary(name, kind, metrics):
     """One row of summary.csv from the metrics of every seed of one experiment."""
     accuracy = spread(m["test_accuracy"] for m in metrics)
+    balanced = spread(m["balanced_accuracy"] for m in metrics)
     return {
         "experiment": name,
         "kind": kind,
@@ -46,6 +50,9 @@ def experiment_summary(name, kind, metrics):
         "test_accuracy_sd": accuracy["sd"],
         "test_accuracy_min": accuracy["min"],
         "test_accuracy_max": accuracy["max"],
+        "balanced_accuracy_mean": balanced["mean"],
+        "balanced_accuracy_sd": balanced["sd"],
+        "macro_f1_mean": spread(m["macro_f1"] for m in metrics)["mean"],
         "test_loss_mean": spread(m["test_loss"] for m in metrics)["mean"],
         "roc_auc_mean": spread(m["roc_auc"] for m in metrics)["mean"],
         "train_seconds_mean": spread(m["train_seconds"] for m in metrics)["mean"],

@@ -6,7 +6,7 @@ import numpy as np
 
 from smallcnn import figures, registry
 from smallcnn.errors import UserError
-from smallcnn.report import charts
+from smallcnn.report import charts, classes
 from smallcnn.report.results import spread
 from smallcnn.stats import accuracy_ci95, t_quantile
 
@@ -43,7 +43,7 @@ def interval(runs):
     return max(0.0, stats["mean"] - half), min(1.0, stats["mean"] + half)
 
 
-def summary_rows(runs_by_experiment, experiments, best):
+def summary_rows(runs_by_experiment, experiments, best, primary):
     rows = []
     for name, runs in runs_by_experiment.items():
         declared = experiments[name]
@@ -68,6 +68,11 @@ def summary_rows(runs_by_experiment, experiments, best):
                 "ci_high": high,
                 "loss": spread(run.metrics["test_loss"] for run in runs)["mean"],
                 "auc": spread(run.metrics["roc_auc"] for run in runs)["mean"],
+                "balanced_accuracy": spread(run.metrics["balanced_accuracy"] for run in runs)[
+                    "mean"
+                ],
+                "macro_f1": spread(run.metrics["macro_f1"] for run in runs)["mean"],
+                "primary": spread(run.metrics.get(primary) for run in runs)["mean"],
                 "n_test": first["n_test"],
                 "best_epoch": first["best_epoch"],
                 "epochs_run": first["epochs_run"],
@@ -225,7 +230,7 @@ def to_pixels(array):
 
 
 def confusion_sections(runs_by_experiment, writer):
-    """Each experiment's confusion matrix, summed over its seeds."""
+    """Each experiment's confusion matrix, summed over its seeds, as report.classes shows it."""
     sections = []
     for name, runs in runs_by_experiment.items():
         names = list(runs[0].metrics["class_names"])
@@ -238,35 +243,8 @@ def confusion_sections(runs_by_experiment, writer):
                     f"{len(names)}x{len(names)} for its {len(names)} classes; rerun its evaluation"
                 )
             matrix += counts
-        totals = matrix.sum(axis=1)
-        rows = []
-        for i, label in enumerate(names):
-            cells = [
-                {"count": int(count), "share": count / totals[i] if totals[i] else 0.0}
-                for count in matrix[i]
-            ]
-            rows.append({"label": label, "cells": cells, "total": int(totals[i]), "index": i})
-        pooled = f", summed over {len(runs)} seeds" if len(runs) > 1 else ""
-        alt = (
-            f"Confusion matrix of {name}{pooled} (rows true class, columns predicted): "
-            + "; ".join(
-                f"true {label}: "
-                + ", ".join(f"{int(c)} as {n}" for c, n in zip(matrix[i], names, strict=True))
-                for i, label in enumerate(names)
-            )
-            + "."
-        )
-        sections.append(
-            {
-                "name": name,
-                "n_seeds": len(runs),
-                "class_names": names,
-                "rows": rows,
-                "figure": writer.save(
-                    figures.confusion_matrix(matrix, names, name), "confusion", name, alt=alt
-                ),
-            }
-        )
+        pooled = {"confusion_matrix": matrix.tolist(), "class_names": names}
+        sections.append({**classes.class_section(name, pooled, writer), "n_seeds": len(runs)})
     return sections
 
 
