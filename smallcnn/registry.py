@@ -17,6 +17,7 @@ TRAINING_KEYS = (
     "dropout",
     "dense_units",
     "augment",
+    "class_weight",
     "callbacks",
 )
 

@@ -360,8 +360,12 @@ def compile_model(model, settings, n_classes, monitors):
 class _Data:
     """Training and validation batches, and what the model needs to know about them."""
 
-    def __init__(self, train, validation, class_names, input_shape, steps, weights, conv_base):
+    def __init__(
+        self, train, validation, class_names, input_shape, steps, weights, conv_base, labels
+    ):
         self.train = train
+        # Training labels, for the class weights.
+        self.labels = labels
         self.validation = validation
         self.class_names = class_names
         self.input_shape = input_shape
@@ -404,7 +408,36 @@ def _feature_data(settings, inputs):
         _steps(settings, len(train.labels)),
         weights,
         conv_base,
+        train.labels,
     )
+
+
+# Above this ratio of the largest to the smallest class, class_weight: auto weighs classes.
+IMBALANCE_RATIO = 1.5
+
+
+def class_weights(setting, labels, n_classes):
+    """{class index: weight} for Keras, or None for equal weights.
+
+    balanced is inverse class frequency, n / (n_classes * n_k) (scikit-learn's "balanced"), so
+    that every class contributes as much to the loss as it would in a balanced split.
+    """
+    counts = [0] * n_classes
+    for label in labels:
+        counts[int(label)] += 1
+    if min(counts) == 0:
+        raise UserError(
+            f"the training split has no image of class {counts.index(0)}: every class needs "
+            "training images"
+        )
+    if setting == "auto":
+        setting = "balanced" if max(counts) > IMBALANCE_RATIO * min(counts) else "none"
+    if setting == "none":
+        return None
+    if setting != "balanced":
+        raise UserError(f"class_weight is {setting!r}: use auto, none or balanced")
+    total = sum(counts)
+    return {k: total / (n_classes * count) for k, count in enumerate(counts)}
 
 
 def _steps(settings, n):
@@ -441,6 +474,7 @@ def _image_data(settings, inputs, cache_dir):
         _steps(settings, len(train.files)),
         None,
         None,
+        train.labels,
     )
 
 
@@ -579,6 +613,15 @@ def train(
             sum(int(w.numpy().size) for w in model.trainable_weights),
         )
         # Also when early stopping had ended training: resuming would train past its decision.
+        weighting = class_weights(
+            settings.get("class_weight", "none"), data.labels, len(data.class_names)
+        )
+        if weighting:
+            log.info(
+                "%s: class weights %s",
+                name,
+                ", ".join(f"{data.class_names[k]} {w:.3f}" for k, w in weighting.items()),
+            )
         if state.complete or state.epochs.get(str(resume_epoch), {}).get("stopped_early"):
             log.info("%s: training had finished before the job stopped; publishing", name)
         else:
@@ -588,6 +631,7 @@ def train(
                 epochs=settings["epochs"],
                 steps_per_epoch=data.steps,
                 callbacks=keeper.callbacks(),
+                class_weight=weighting,
                 # The datasets shuffle themselves, seeded.
                 shuffle=False,
                 verbose=2,
@@ -610,6 +654,10 @@ def train(
         "train_seconds": round(_last_state(state).get("train_seconds", 0.0), 3),
         "monitor": keeper.monitor,
         "class_names": data.class_names,
+        "class_weight": settings.get("class_weight", "none"),
+        "class_weights": (
+            {data.class_names[k]: round(w, 6) for k, w in weighting.items()} if weighting else None
+        ),
         "lr_changes": _lr_changes(rows),
         "precision": runtime.policy,
         "device": runtime.device,

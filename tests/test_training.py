@@ -291,3 +291,16 @@ def test_a_job_killed_after_training_publishes_without_training_again(
     assert "training had finished before the job stopped" in caplog.text
     assert summary["epochs_run"] == 2
     assert [int(r["epoch"]) for r in history(paths["history_path"])] == [0, 1]
+
+
+def test_class_weights_are_inverse_frequency_when_asked_or_imbalanced():
+    from smallcnn.errors import UserError
+
+    labels = [0] * 30 + [1] * 10
+    assert training.class_weights("balanced", labels, 2) == {0: 40 / 60, 1: 40 / 20}
+    assert training.class_weights("none", labels, 2) is None
+    # auto: 3x imbalance is past 1.5x, 1.4x is not.
+    assert training.class_weights("auto", labels, 2) == {0: 40 / 60, 1: 2.0}
+    assert training.class_weights("auto", [0] * 14 + [1] * 10, 2) is None
+    with pytest.raises(UserError, match="no image of class 2"):
+        training.class_weights("balanced", labels, 3)

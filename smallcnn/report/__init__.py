@@ -123,7 +123,7 @@ def report_context(inputs, settings, writer):
             and sections.pretrained_weights(experiment_runs[0].summary) is None
         ],
         "significance": comparing.SIGNIFICANCE,
-        "settings": sections.settings_rows(settings.experiments),
+        "settings": sections.settings_rows(settings.experiments, runs),
         "curves": sections.learning_curve_sections(runs, writer),
         "augmentation": sections.augmentation_section(
             inputs, settings, settings.experiments, splits, writer

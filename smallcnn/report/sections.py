@@ -22,6 +22,7 @@ SETTING_KEYS = (
     "dropout",
     "dense_units",
     "augment",
+    "class_weight",
 )
 
 
@@ -297,10 +298,12 @@ def misclassified_section(best_run, test_dir, count, writer):
     }
 
 
-def settings_rows(experiments):
-    """The effective settings of each experiment: its kind's defaults merged with its overrides."""
+def settings_rows(experiments, runs_by_experiment):
+    """The effective settings of each experiment: its kind's defaults merged with its overrides,
+    and the class weights its training used (the same for every seed: one split)."""
     rows = []
     for experiment in experiments:
+        summary = runs_by_experiment[experiment["name"]][0].summary
         settings = experiment["settings"]
         base = experiment["conv_base"] or {}
         overridden = set(experiment["overrides"])
@@ -323,6 +326,7 @@ def settings_rows(experiments):
                 "unfreeze_from": base.get("unfreeze_from"),
                 "base_overridden": "conv_base" in overridden,
                 "callbacks": settings.get("callbacks") or {},
+                "class_weights": summary.get("class_weights"),
             }
         )
     return rows
