@@ -225,14 +225,17 @@ def test_kaggle_rules_not_accepted(tmp_path, kaggle, monkeypatch):
     assert "kaggle.com/competitions/dogs-vs-cats/rules" in str(error.value)
 
 
-def test_kaggle_download_follows_the_signed_address(tmp_path, kaggle, monkeypatch):
+def test_kaggle_download_follows_the_signed_address(tmp_path, kaggle, monkeypatch, caplog):
     monkeypatch.setenv("KAGGLE_USERNAME", "someone")
     monkeypatch.setenv("KAGGLE_KEY", "0123456789abcdef")
-    facts = fetch(tmp_path, None, source="kaggle")
+    with caplog.at_level("INFO"):  # what a job log records
+        facts = fetch(tmp_path, None, source="kaggle")
     assert (tmp_path / "archive.zip").read_bytes() == ARCHIVE
     assert kaggle.log[0][0] == KAGGLE_PATH and kaggle.log[0][1].startswith("Basic ")
-    # The signed address's query (a credential) is not recorded.
+    # Neither the signed address's query nor the Kaggle key is recorded or logged.
     assert facts["url"] == f"{kaggle.url}/signed/train.zip?***"
+    shown = (tmp_path / "archive.json").read_text() + caplog.text
+    assert "secret" not in shown and "0123456789abcdef" not in shown
 
 
 def test_credentials_in_the_url_are_neither_recorded_nor_logged(tmp_path, server, caplog):
