@@ -1,7 +1,6 @@
 """Data stage: fetch the source, check every file, split into train / validation / test."""
 
-from smallcnn.download import check_downloaded_sha256
-from smallcnn.fingerprint import source_fingerprint
+from smallcnn.fingerprint import check_downloaded_sha256, source_fingerprint
 from smallcnn.redact import redact_url
 
 # What the prepare and split rules read: a downloaded archive, the user's zip or folder (read in

@@ -8,7 +8,6 @@ number of times, and in the next run from the .part file left behind).
 
 import contextlib
 import datetime
-import hashlib
 import io
 import json
 import logging
@@ -24,6 +23,7 @@ import urllib3
 from tqdm import tqdm
 
 from smallcnn.errors import UserError
+from smallcnn.fingerprint import file_sha256
 from smallcnn.redact import redact, redact_url
 
 log = logging.getLogger(__name__)
@@ -81,38 +81,6 @@ def fetch_dataset(source, url, sha256, competition, archive, record):
     Path(record).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
     log.info("downloaded %s: %s bytes, sha256 %s", facts["url"], f"{facts['bytes']:,}", seen)
     return facts
-
-
-def check_downloaded_sha256(archive, record, sha256):
-    """Check a pinned data.sha256 against the archive already downloaded, in place.
-
-    Snakemake calls this while it builds the DAG, so pinning the right sum reruns nothing. The
-    sum that the download recorded is trusted while the archive is as the download left it (the
-    recorded size, not newer than the record); otherwise the archive is hashed again. Returns the
-    archive's sum, or None when there is nothing to check yet (the download job checks a new
-    download). A different sum raises a UserError naming both.
-    """
-    archive, record = Path(archive), Path(record)
-    if not sha256 or not archive.is_file() or not record.is_file():
-        return None
-    seen = _recorded_sha256(archive, record) or file_sha256(archive)
-    if seen.lower() != sha256.lower():
-        raise UserError(
-            f"data.sha256 is {sha256} but the archive already downloaded, {archive}, has sha256 "
-            f"{seen}: correct data.sha256, or delete {archive} to download it again"
-        )
-    return seen
-
-
-def _recorded_sha256(archive, record):
-    try:
-        facts = json.loads(record.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    stat = archive.stat()
-    if facts.get("bytes") != stat.st_size or stat.st_mtime_ns > record.stat().st_mtime_ns:
-        return None
-    return facts.get("sha256")
 
 
 def download(url, part, retries=None, backoff=None):
@@ -248,14 +216,6 @@ def kaggle_download_url(competition, file_name):
         host = urllib.parse.urlsplit(error.request.url).hostname if error.request else "Kaggle"
         raise UserError(f"cannot reach {host} ({_reason(error)}); {OFFLINE_HINT}") from None
     return response.url
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _receive(response, part, start, total, host):

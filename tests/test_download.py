@@ -11,6 +11,7 @@ import pytest
 
 from smallcnn import download
 from smallcnn.errors import UserError
+from smallcnn.fingerprint import check_downloaded_sha256
 
 ARCHIVE = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 SHA256 = hashlib.sha256(ARCHIVE).hexdigest()
@@ -257,13 +258,13 @@ def test_credentials_in_the_url_are_neither_recorded_nor_logged(tmp_path, server
 def test_a_pinned_sum_is_checked_against_the_archive_already_downloaded(tmp_path, server):
     fetch(tmp_path, f"{server.url}/data.zip")
     archive, record = tmp_path / "archive.zip", tmp_path / "archive.json"
-    assert download.check_downloaded_sha256(archive, record, None) is None
-    assert download.check_downloaded_sha256(archive, record, SHA256.upper()) == SHA256
+    assert check_downloaded_sha256(archive, record, None) is None
+    assert check_downloaded_sha256(archive, record, SHA256.upper()) == SHA256
     with pytest.raises(UserError) as error:
-        download.check_downloaded_sha256(archive, record, "0" * 64)
+        check_downloaded_sha256(archive, record, "0" * 64)
     assert SHA256 in str(error.value) and "0" * 64 in str(error.value)
 
     # Replaced after the download recorded its sum: the archive itself is hashed.
     archive.write_bytes(b"another archive")
     with pytest.raises(UserError, match=hashlib.sha256(b"another archive").hexdigest()):
-        download.check_downloaded_sha256(archive, record, SHA256)
+        check_downloaded_sha256(archive, record, SHA256)
