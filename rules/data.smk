@@ -28,15 +28,13 @@ if config["data"]["source"] in ("microsoft", "kaggle", "url"):
     )
 
 
-def download_identity(wildcards):
-    """What names the dataset of this source, and nothing else, so that keys of other sources
-    change nothing. An address without its credentials: Snakemake stores params in
-    .snakemake/metadata, and a new token for the same file is not a new dataset."""
-    data = config["data"]
-    return {
-        "kaggle": data["kaggle_competition"],
-        "url": redact_url(data["url"]),
-    }.get(wildcards.source)
+# What names the dataset of each downloaded source, and nothing else, so that keys of other
+# sources change nothing. An address without its credentials: Snakemake stores params in
+# .snakemake/metadata, and a new token for the same file is not a new dataset.
+DOWNLOAD_IDENTITY = {
+    "kaggle": config["data"]["kaggle_competition"],
+    "url": redact_url(config["data"]["url"]),
+}
 
 
 rule download:
@@ -55,7 +53,7 @@ rule download:
         runtime=120,
     params:
         # The script reads the full address and data.sha256 from the config: see above.
-        dataset=download_identity,
+        dataset=lambda wildcards: DOWNLOAD_IDENTITY.get(wildcards.source),
     script:
         "../scripts/download.py"
 
