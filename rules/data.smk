@@ -1,11 +1,40 @@
 """Data stage: fetch the source, check every file, split into train / validation / test."""
 
+from smallcnn.fingerprint import check_downloaded_sha256, source_fingerprint
+from smallcnn.redact import redact_url
+
 # What the prepare and split rules read: a downloaded archive, the user's zip or folder (read in
 # place), or the generated demo folder.
 DATA_SOURCE = {
     "local": config["data"]["path"],
     "demo": "resources/demo",
 }.get(config["data"]["source"], f"resources/downloads/{config['data']['source']}.zip")
+LOCAL_SOURCE = config["data"]["source"] == "local"
+# Snakemake dates a folder by its own mtime, blind to files added or rewritten in its class
+# folders (and sees a touched folder as new). So prepare and split read a local source through
+# ancient() and rerun when its fingerprint param (every file's path, size and mtime) changes.
+SOURCE_FINGERPRINT = source_fingerprint(DATA_SOURCE) if LOCAL_SOURCE else None
+SOURCE_INPUT = ancient(DATA_SOURCE) if LOCAL_SOURCE else DATA_SOURCE
+
+# data.sha256 is checked here, against the archive already downloaded, rather than as a param of
+# download: pinning the right sum then reruns nothing (no second download, no retraining), and a
+# wrong one stops every run, dry runs included, before any job starts. A new download checks it
+# in the download job.
+if config["data"]["source"] in ("microsoft", "kaggle", "url"):
+    check_downloaded_sha256(
+        DATA_SOURCE,
+        f"resources/downloads/{config['data']['source']}.json",
+        config["data"]["sha256"],
+    )
+
+
+# What names the dataset of each downloaded source, and nothing else, so that keys of other
+# sources change nothing. An address without its credentials: Snakemake stores params in
+# .snakemake/metadata, and a new token for the same file is not a new dataset.
+DOWNLOAD_IDENTITY = {
+    "kaggle": config["data"]["kaggle_competition"],
+    "url": redact_url(config["data"]["url"]),
+}
 
 
 rule download:
@@ -23,10 +52,8 @@ rule download:
         mem_mb=1000,
         runtime=120,
     params:
-        source="{source}",
-        url=config["data"]["url"],
-        sha256=config["data"]["sha256"],
-        competition=config["data"]["kaggle_competition"],
+        # The script reads the full address and data.sha256 from the config: see above.
+        dataset=lambda wildcards: DOWNLOAD_IDENTITY.get(wildcards.source),
     script:
         "../scripts/download.py"
 
@@ -53,7 +80,7 @@ rule make_demo:
 
 rule prepare:
     input:
-        source=DATA_SOURCE,
+        source=SOURCE_INPUT,
     output:
         manifest="results/data/manifest.csv",
         rejections="results/data/rejections.json",
@@ -71,13 +98,14 @@ rule prepare:
         min_side=config["data"]["min_side"],
         max_image_pixels=config["data"]["max_image_pixels"],
         max_archive_bytes=config["data"]["max_archive_bytes"],
+        source_fingerprint=SOURCE_FINGERPRINT,
     script:
         "../scripts/prepare.py"
 
 
 rule split:
     input:
-        source=DATA_SOURCE,
+        source=SOURCE_INPUT,
         manifest="results/data/manifest.csv",
     output:
         splits="results/data/splits.csv",
@@ -97,5 +125,6 @@ rule split:
     params:
         counts=config["split"],
         seed=config["seed"],
+        source_fingerprint=SOURCE_FINGERPRINT,
     script:
         "../scripts/split.py"

@@ -2,7 +2,8 @@
 
 prepare writes results/data/manifest.csv (one row per file found) and rejections.json; split
 writes results/data/splits.csv and the images under results/data/<split>/<label>/. The source is
-never modified: a folder is read in place and hard-linked from, a zip is read member by member.
+never modified: a folder is read in place, a zip member by member, and split copies the images,
+so that results/data/ holds the bytes checked and editing it never edits the source.
 """
 
 import csv
@@ -38,6 +39,7 @@ MANIFEST_COLUMNS = [
 ]
 SPLITS_COLUMNS = ["file", "label", "split", "sha256", "path"]
 EXAMPLES = 5
+CHUNK_BYTES = 1 << 30  # the most one copy_file_range call is asked to copy
 
 
 def prepare(source, manifest, rejections, min_side, max_image_pixels, max_archive_bytes, workers=2):
@@ -205,8 +207,8 @@ def _output_name(row, used):
 
 
 def _place(origin, row, target):
-    """Write one chosen image to `target`; returns how ("hard links", "copies", "converted")."""
-    local = origin.local_path(row["file"])
+    """Write one chosen image to `target`, a file of its own: never a link to the source, whose
+    files may change after they were checked. Returns how ("copies" or "converted")."""
     data = origin.read(row["file"])
     if hashlib.sha256(data).hexdigest() != row["sha256"]:
         raise UserError(
@@ -216,15 +218,28 @@ def _place(origin, row, target):
     if row["convert"] == "True":
         target.write_bytes(images.to_rgb_png(data))
         return "converted"
-    if local is not None:
-        try:
-            os.link(local, target)
-            return "hard links"
-        except OSError:
-            # Another file system, or one without hard links (or a file we may not link to).
-            pass
-    target.write_bytes(data)
+    local = origin.local_path(row["file"])
+    # The kernel's copy shares the blocks copy-on-write where the file system can (btrfs, XFS:
+    # a reflink, no space used). The file may have changed since it was read above, so the copy
+    # is kept only if it holds the bytes checked; else those bytes are written.
+    copied = local is not None and _kernel_copy(local, target)
+    if not copied or hashlib.sha256(target.read_bytes()).hexdigest() != row["sha256"]:
+        target.write_bytes(data)
     return "copies"
+
+
+def _kernel_copy(source, target):
+    """Copy with os.copy_file_range (Linux): a reflink where the file system supports one, else
+    an in-kernel copy. False where it is unavailable (another OS, or across file systems)."""
+    if not hasattr(os, "copy_file_range"):
+        return False
+    try:
+        with open(source, "rb") as reader, open(target, "wb") as writer:
+            while os.copy_file_range(reader.fileno(), writer.fileno(), CHUNK_BYTES):
+                pass
+    except OSError:
+        return False
+    return True
 
 
 def _mark_duplicates(rows):

@@ -8,7 +8,6 @@ number of times, and in the next run from the .part file left behind).
 
 import contextlib
 import datetime
-import hashlib
 import io
 import json
 import logging
@@ -24,6 +23,8 @@ import urllib3
 from tqdm import tqdm
 
 from smallcnn.errors import UserError
+from smallcnn.fingerprint import file_sha256
+from smallcnn.redact import redact, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ OFFLINE_HINT = (
 def fetch_dataset(source, url, sha256, competition, archive, record):
     """Download the archive of `source` (microsoft, kaggle or url) to `archive`.
 
-    `record` gets a JSON file with the url, sha256, size and date of what was downloaded.
+    `record` gets a JSON file with the url (credentials redacted), sha256, size and date of what
+    was downloaded. Nothing logged or recorded shows the url's userinfo or query, nor anything
+    of the Kaggle credentials (sent by the kaggle package in a header, never to us).
     """
     if source == "microsoft":
         url = MICROSOFT_URL
@@ -63,14 +66,14 @@ def fetch_dataset(source, url, sha256, competition, archive, record):
     seen = file_sha256(part)
     if sha256 and seen.lower() != sha256.lower():
         raise UserError(
-            f"the sha256 of {_shown(url)} is {seen}, not data.sha256={sha256}; it is kept as "
+            f"the sha256 of {redact_url(url)} is {seen}, not data.sha256={sha256}; it is kept as "
             f"{part}. If the archive changed upstream, update data.sha256; if the download is "
             "damaged, delete that file and run again"
         )
     os.replace(part, archive)
     facts = {
         "source": source,
-        "url": _shown(url),
+        "url": redact_url(url),
         "sha256": seen,
         "bytes": archive.stat().st_size,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -89,7 +92,9 @@ def download(url, part, retries=None, backoff=None):
         _copy_local(urllib.parse.unquote(urllib.parse.urlsplit(url).path), part)
         return
     if scheme not in ("http", "https"):
-        raise UserError(f"cannot download {url!r}: only http, https and file addresses work")
+        raise UserError(
+            f"cannot download {redact_url(url)!r}: only http, https and file addresses work"
+        )
     host = urllib.parse.urlsplit(url).hostname
     validator = _resumable(part, url)
     connected = False
@@ -126,7 +131,7 @@ def download(url, part, retries=None, backoff=None):
                 if response.status_code not in (200, 206):
                     raise UserError(
                         f"{host} answered {response.status_code} {response.reason} for "
-                        f"{_shown(url)}; check the address (data.url) or try again later"
+                        f"{redact_url(url)}; check the address (data.url) or try again later"
                     )
                 if response.status_code == 206 and _start_of(response) != offset:
                     part.unlink()
@@ -149,7 +154,7 @@ def download(url, part, retries=None, backoff=None):
                 _forget_resume_validator(part)
                 return
     raise UserError(
-        f"downloading {_shown(url)} failed {retries + 1} times, last: {failure}. Run again to "
+        f"downloading {redact_url(url)} failed {retries + 1} times, last: {failure}. Run again to "
         f"resume from the {part.stat().st_size if part.exists() else 0:,} bytes kept in {part}"
     )
 
@@ -205,19 +210,12 @@ def kaggle_download_url(competition, file_name):
                 f"Kaggle has no file {file_name} in competition {competition!r} (404); check "
                 "data.kaggle_competition"
             ) from None
-        raise UserError(f"Kaggle answered {status}: {error}") from None
+        # requests names the address it asked for; it may be a signed one.
+        raise UserError(f"Kaggle answered {status}: {redact(str(error))}") from None
     except requests.ConnectionError as error:
         host = urllib.parse.urlsplit(error.request.url).hostname if error.request else "Kaggle"
         raise UserError(f"cannot reach {host} ({_reason(error)}); {OFFLINE_HINT}") from None
     return response.url
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _receive(response, part, start, total, host):
@@ -293,15 +291,16 @@ def _resumable(part, url):
         saved = json.loads(_validator_file(part).read_text())
     except (OSError, ValueError):
         saved = {}
-    if saved.get("url") != _shown(url):
+    if saved.get("url") != redact_url(url):
         part.unlink()
         return None
     return saved.get("validator")
 
 
 def _save_resume_validator(part, url, validator):
-    # Without the query: Kaggle signs a new address for each run, of the same file.
-    _validator_file(part).write_text(json.dumps({"url": _shown(url), "validator": validator}))
+    # Redacted: Kaggle signs a new address for each run, of the same file (and the signature is
+    # a credential).
+    _validator_file(part).write_text(json.dumps({"url": redact_url(url), "validator": validator}))
 
 
 def _forget_resume_validator(part):
@@ -312,17 +311,11 @@ def _reason(error):
     """The cause of a requests error in a few words ("Connection refused")."""
     cause = error.args[0] if error.args else error
     cause = getattr(cause, "reason", cause)  # urllib3's MaxRetryError wraps the cause
-    text = str(cause)
+    text = redact(str(cause))
     match = re.search(r"\[Errno -?\d+\] ([^)\]'\"]+)", text)
     if match:
         return match.group(1).strip()
     return text.rsplit(": ", 1)[-1].strip(" ()'\"") or type(cause).__name__
-
-
-def _shown(url):
-    """The address without its query: signed URLs carry credentials there."""
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 @contextlib.contextmanager

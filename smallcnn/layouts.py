@@ -67,22 +67,14 @@ class ZipSource:
 
 
 class DirectorySource:
-    """A folder read in place; its files can be hard-linked into the split folders."""
+    """A folder read in place (links to class folders or files followed); split copies from it."""
 
     def __init__(self, path):
         self.path = Path(path)
-        members = []
-        for folder, subfolders, files in os.walk(self.path):
-            subfolders.sort()
-            for file in sorted(files):
-                full = Path(folder) / file
-                relative = full.relative_to(self.path).as_posix()
-                try:
-                    members.append(Member(relative, full.stat().st_size))
-                except OSError:
-                    # A dangling link: listed, so that the manifest shows it as unreadable.
-                    members.append(Member(relative, 0))
-        self.members = members
+        # A dangling link is listed with size 0, so that the manifest shows it as unreadable.
+        self.members = [
+            Member(name, stat.st_size if stat else 0) for name, stat in walk_files(self.path)
+        ]
         self.repeated = set()
 
     def read(self, name):
@@ -90,6 +82,45 @@ class DirectorySource:
 
     def local_path(self, name):
         return self.path / name
+
+
+def walk_files(root):
+    """(path relative to `root` in POSIX form, os.stat_result or None if dangling) of every file
+    under `root`, sorted, following links to folders: users link class folders in from other
+    disks. A link back to a folder above it is a loop and is refused."""
+    root = Path(root)
+
+    def visit(folder, relative, ancestors):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError as error:
+            raise UserError(f"cannot list {folder} of the data source: {error}") from None
+        for entry in entries:
+            name = f"{relative}{entry.name}"
+            try:
+                is_folder = entry.is_dir()  # follows links
+            except OSError:
+                is_folder = False
+            if is_folder:
+                identity = _identity(entry.path)
+                if identity in ancestors:
+                    raise UserError(
+                        f"{Path(entry.path)} in the data source links back to a folder that "
+                        "contains it (a loop); remove that link or point data.path elsewhere"
+                    )
+                yield from visit(entry.path, f"{name}/", ancestors | {identity})
+                continue
+            try:
+                yield name, entry.stat()
+            except OSError:
+                yield name, None
+
+    return visit(root, "", frozenset({_identity(root)}))
+
+
+def _identity(folder):
+    stat = os.stat(folder)
+    return stat.st_dev, stat.st_ino
 
 
 def open_source(path, max_archive_bytes):

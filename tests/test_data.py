@@ -1,6 +1,7 @@
 """The data stage without Snakemake: checking files, layouts, safe zips, duplicates, the split."""
 
 import csv
+import hashlib
 import io
 import json
 import zipfile
@@ -356,7 +357,7 @@ def test_too_few_images_says_how_many_there_are(tmp_path):
     assert "\n" not in message
 
 
-def test_folder_source_is_hard_linked_and_left_unchanged(tmp_path):
+def test_folder_source_is_copied_never_linked_and_left_unchanged(tmp_path):
     source = tmp_path / "source"
     make_class_images(source, per_class=6, size=(40, 40))
     (source / "cat" / "0.jpg").write_bytes(encode(picture(30, mode="L")))
@@ -367,10 +368,30 @@ def test_folder_source_is_hard_linked_and_left_unchanged(tmp_path):
     for row in splits:
         placed = tmp_path / "out" / row["split"] / row["path"]
         original = source / row["file"]
+        assert not placed.samefile(original)
         if row["file"] == "cat/0.jpg":
-            assert placed.suffix == ".png" and not placed.samefile(original)
+            assert placed.suffix == ".png"
         else:
-            assert placed.samefile(original)
+            assert hashlib.sha256(placed.read_bytes()).hexdigest() == row["sha256"]
+    # An edit of the split never reaches the user's photo.
+    placed.write_bytes(b"edited")
+    assert tree_digest(source) == before
+
+
+def test_symlinked_class_folders_are_followed_and_a_loop_is_refused(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    make_class_images(elsewhere, per_class=5, size=(40, 40))
+    source = tmp_path / "source"
+    source.mkdir()
+    for label in ("cat", "dog"):
+        (source / label).symlink_to(elsewhere / label, target_is_directory=True)
+    manifest, splits = run_stage(source, tmp_path / "out")
+    assert {row["label"] for row in manifest if row["status"] == "ok"} == {"cat", "dog"}
+    assert len(splits) == 10
+
+    (source / "cat" / "again").symlink_to(source, target_is_directory=True)
+    with pytest.raises(UserError, match="links back to a folder that contains it"):
+        run_stage(source, tmp_path / "loop")
 
 
 def test_zip_source_extracts_only_the_chosen_members(tmp_path):

@@ -1,13 +1,17 @@
 """The data stage run by Snakemake: the demo, config validation, no network, the real photos."""
 
 import csv
+import hashlib
 import json
+import os
+import re
+import shutil
 import socket
 from collections import Counter
 
 import keras
 import pytest
-from conftest import REPO, make_class_images, run_snakemake
+from conftest import REPO, make_class_images, run_snakemake, tree_digest
 
 SPLITS = ("train", "validation", "test")
 
@@ -58,15 +62,46 @@ def test_data_stage_of_the_demo(tmp_path):
     assert (tmp_path / "benchmarks" / "prepare.tsv").exists()
 
 
+def planned(workdir, config, target="results/data/splits.csv"):
+    """The rules a dry run plans for `target`."""
+    result = run_snakemake(workdir, [target], config=config, args=["--dry-run"])
+    return set(re.findall(r"^(?:local)?rule (\w+):", result.stdout, re.MULTILINE))
+
+
 @pytest.mark.slow
-def test_local_folder_source_is_read_in_place(tmp_path):
-    make_class_images(tmp_path / "photos", per_class=5, size=(40, 40))
+def test_a_local_folder_reruns_the_data_stage_exactly_when_its_files_change(tmp_path):
+    photos = tmp_path / "photos"
+    make_class_images(photos, per_class=6, size=(40, 40))
+    before = tree_digest(photos)
     counts = {"train": 3, "validation": 1, "test": 1}
-    config = {"data": {"source": "local", "path": str(tmp_path / "photos")}, "split": counts}
-    run_snakemake(tmp_path / "work", ["results/data/splits.csv"], config=config)
-    rows = assert_split(tmp_path / "work", counts)
-    first = tmp_path / "work" / "results" / "data" / rows[0]["split"] / rows[0]["path"]
-    assert first.samefile(tmp_path / "photos" / rows[0]["file"])
+    config = {"data": {"source": "local", "path": str(photos)}, "split": counts}
+    work = tmp_path / "work"
+    run_snakemake(work, ["results/data/splits.csv"], config=config)
+    rows = assert_split(work, counts)
+    assert tree_digest(photos) == before
+    for row in rows:
+        placed = work / "results" / "data" / row["split"] / row["path"]
+        assert not placed.samefile(photos / row["file"])
+        assert hashlib.sha256(placed.read_bytes()).hexdigest() == row["sha256"]
+
+    assert planned(work, config) == set()
+    for folder in (photos, photos / "cat"):
+        os.utime(folder)
+    assert planned(work, config) == set(), "touching the folders planned a rerun"
+
+    data_stage = {"prepare", "split"}
+    kept = tmp_path / "kept.jpg"
+    changes = [
+        ("added", lambda: shutil.copy2(photos / "cat" / "0.jpg", photos / "cat" / "new.jpg")),
+        ("removed", lambda: (photos / "cat" / "new.jpg").unlink()),  # back as it was run
+        ("removed", lambda: (photos / "dog" / "0.jpg").rename(kept)),
+        ("renamed", lambda: kept.rename(photos / "dog" / "renamed.jpg")),
+        ("rewritten", lambda: (photos / "cat" / "1.jpg").write_bytes(b"not a photo any more")),
+    ]
+    expected = [data_stage, set(), data_stage, data_stage, data_stage]
+    for (what, change), plan in zip(changes, expected, strict=True):
+        change()
+        assert planned(work, config) == plan, f"after a file was {what}"
 
 
 def test_a_misspelt_split_key_fails_validation_naming_it(tmp_path):
@@ -103,3 +138,38 @@ def test_the_real_photos_split_1000_500_500(tmp_path, shared_data):
     rows = assert_split(tmp_path, counts)
     assert sorted({row["label"] for row in rows}) == ["cat", "dog"]
     assert len({row["file"] for row in rows}) == 4000
+
+
+@pytest.mark.slow
+def test_a_url_source_pins_its_sum_in_place_and_never_shows_its_credentials(tmp_path):
+    make_class_images(tmp_path / "photos", per_class=5, size=(40, 40))
+    archive = shutil.make_archive(tmp_path / "photos", "zip", tmp_path / "photos")
+    url = f"file://user:secret@{archive}?token=secret"
+    counts = {"train": 3, "validation": 1, "test": 1}
+    config = {"data": {"source": "url", "url": url}, "split": counts}
+    work = tmp_path / "work"
+    run_snakemake(work, ["results/data/splits.csv"], config=config)
+    downloaded = work / "resources" / "downloads" / "url.zip"
+    record = json.loads((work / "resources" / "downloads" / "url.json").read_text())
+    assert record["url"] == f"file://***@{archive}?***"
+    log = work / "logs" / "download" / "url.log"
+    recorded = [log, *(work / ".snakemake" / "metadata").iterdir()]
+    assert all("secret" not in path.read_text() for path in recorded)
+
+    # The right sum, a new token and another source's key: no download, nothing rerun.
+    def unchanged():
+        return downloaded.stat().st_ino, downloaded.stat().st_mtime_ns, log.read_text()
+
+    before = unchanged()
+    config["data"].update(sha256=record["sha256"].upper(), kaggle_competition="other")
+    config["data"]["url"] = url.replace("token=secret", "token=renewed")
+    assert planned(work, config) == set()
+    run_snakemake(work, ["results/data/splits.csv"], config=config)
+    assert unchanged() == before
+
+    config["data"]["sha256"] = "0" * 64
+    result = run_snakemake(work, ["results/data/splits.csv"], config=config, check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"data.sha256 is {'0' * 64}" in output and f"has sha256 {record['sha256']}" in output
+    assert unchanged() == before

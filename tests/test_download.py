@@ -11,6 +11,7 @@ import pytest
 
 from smallcnn import download
 from smallcnn.errors import UserError
+from smallcnn.fingerprint import check_downloaded_sha256
 
 ARCHIVE = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 SHA256 = hashlib.sha256(ARCHIVE).hexdigest()
@@ -225,11 +226,45 @@ def test_kaggle_rules_not_accepted(tmp_path, kaggle, monkeypatch):
     assert "kaggle.com/competitions/dogs-vs-cats/rules" in str(error.value)
 
 
-def test_kaggle_download_follows_the_signed_address(tmp_path, kaggle, monkeypatch):
+def test_kaggle_download_follows_the_signed_address(tmp_path, kaggle, monkeypatch, caplog):
     monkeypatch.setenv("KAGGLE_USERNAME", "someone")
     monkeypatch.setenv("KAGGLE_KEY", "0123456789abcdef")
-    facts = fetch(tmp_path, None, source="kaggle")
+    with caplog.at_level("INFO"):  # what a job log records
+        facts = fetch(tmp_path, None, source="kaggle")
     assert (tmp_path / "archive.zip").read_bytes() == ARCHIVE
     assert kaggle.log[0][0] == KAGGLE_PATH and kaggle.log[0][1].startswith("Basic ")
-    # The signed address's query (a credential) is not recorded.
-    assert facts["url"] == f"{kaggle.url}/signed/train.zip"
+    # Neither the signed address's query nor the Kaggle key is recorded or logged.
+    assert facts["url"] == f"{kaggle.url}/signed/train.zip?***"
+    shown = (tmp_path / "archive.json").read_text() + caplog.text
+    assert "secret" not in shown and "0123456789abcdef" not in shown
+
+
+def test_credentials_in_the_url_are_neither_recorded_nor_logged(tmp_path, server, caplog):
+    host = server.url.removeprefix("http://")
+    url = f"http://user:secret@{host}/data.zip?token=secret"
+    with caplog.at_level("INFO"):  # what a job log records (smallcnn.logs.job_log)
+        fetch(tmp_path, url)
+    assert (tmp_path / "archive.zip").read_bytes() == ARCHIVE
+    record = (tmp_path / "archive.json").read_text()
+    assert json.loads(record)["url"] == f"http://***@{host}/data.zip?***"
+    assert "secret" not in record and "secret" not in caplog.text
+    assert "data.zip" in caplog.text
+
+    with pytest.raises(UserError) as error:
+        fetch(tmp_path, f"http://user:secret@{host}/missing.zip?token=secret")
+    assert "secret" not in str(error.value) and "missing.zip" in str(error.value)
+
+
+def test_a_pinned_sum_is_checked_against_the_archive_already_downloaded(tmp_path, server):
+    fetch(tmp_path, f"{server.url}/data.zip")
+    archive, record = tmp_path / "archive.zip", tmp_path / "archive.json"
+    assert check_downloaded_sha256(archive, record, None) is None
+    assert check_downloaded_sha256(archive, record, SHA256.upper()) == SHA256
+    with pytest.raises(UserError) as error:
+        check_downloaded_sha256(archive, record, "0" * 64)
+    assert SHA256 in str(error.value) and "0" * 64 in str(error.value)
+
+    # Replaced after the download recorded its sum: the archive itself is hashed.
+    archive.write_bytes(b"another archive")
+    with pytest.raises(UserError, match=hashlib.sha256(b"another archive").hexdigest()):
+        check_downloaded_sha256(archive, record, SHA256)
