@@ -10,6 +10,7 @@ sys.path.insert(0, workflow.basedir)
 from smallcnn import experiments as declared_experiments, registry
 from smallcnn.codehash import code_hash
 from smallcnn.errors import UserError
+from smallcnn.redact import redact
 
 try:
     EXPERIMENTS = declared_experiments.resolve(config)

@@ -54,6 +54,7 @@ rule download:
     params:
         # The script reads the full address and data.sha256 from the config: see above.
         dataset=lambda wildcards: DOWNLOAD_IDENTITY.get(wildcards.source),
+        code=code("download"),
     script:
         "../scripts/download.py"
 
@@ -74,6 +75,7 @@ rule make_demo:
         per_class=config["split"]["train"]
         + config["split"]["validation"]
         + config["split"]["test"],
+        code=code("make_demo"),
     script:
         "../scripts/make_demo.py"
 
@@ -99,6 +101,7 @@ rule prepare:
         max_image_pixels=config["data"]["max_image_pixels"],
         max_archive_bytes=config["data"]["max_archive_bytes"],
         source_fingerprint=SOURCE_FINGERPRINT,
+        code=code("prepare"),
     script:
         "../scripts/prepare.py"
 
@@ -126,5 +129,6 @@ rule split:
         counts=config["split"],
         seed=config["seed"],
         source_fingerprint=SOURCE_FINGERPRINT,
+        code=code("split"),
     script:
         "../scripts/split.py"

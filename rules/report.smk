@@ -64,10 +64,10 @@ rule report:
     params:
         experiments=report_experiments(),
         seeds=SEEDS,
-        # What the report shows of the run besides the experiments (no credentials: see
-        # smallcnn.report.provenance).
+        # What the report shows of the run besides the experiments. No credentials: a URL's
+        # userinfo and query are redacted here, before Snakemake stores params in its metadata.
         run={
-            "data": config["data"],
+            "data": redact(config["data"]),
             "split": config["split"],
             "seed": config["seed"],
             "seeds": SEEDS,
