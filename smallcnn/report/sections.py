@@ -140,7 +140,7 @@ def learning_curve_sections(runs_by_experiment, writer):
             f"Learning curves of {name}: training and validation accuracy and loss per epoch "
             f"for seed{'s' if len(runs) > 1 else ''} {seeds}; kept epoch {kept}."
         )
-        title = f"{name}: {len(runs)} seed{'s' if len(runs) > 1 else ''}, kept epoch {kept}"
+        title = f"{name}: seeds {seeds}" if len(runs) > 1 else f"{name}: kept epoch {kept}"
         sections.append(
             {
                 "name": name,
