@@ -72,7 +72,8 @@ def accuracy_chart(rows):
 def learning_curves(runs, title):
     """Accuracy and loss per epoch of every seed of one experiment, train solid and validation
     dashed, each seed's kept epoch marked with a dot on its validation curve."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharex=True)
+    # Small enough for two panels side by side in the report: a dozen experiments stay readable.
+    fig, axes = plt.subplots(1, 2, figsize=(5.4, 2.5), sharex=True)
     several = len(runs) > 1
     for index, run in enumerate(runs):
         history = run.history
@@ -110,12 +111,12 @@ def learning_curves(runs, title):
                         ms=5,
                         label=("kept epoch" + ("s" if several else "")) if index == 0 else None,
                     )
-            ax.set_title(metric + suffix if not several else metric, fontsize=10)
+            ax.set_title(metric + suffix if not several else metric, fontsize=9)
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
             # Whole epochs only: a two-epoch run must not show epoch 1.5.
             ax.xaxis.get_major_locator().set_params(integer=True)
-    axes[0].legend(fontsize=8, loc="best")
-    fig.suptitle(title, fontsize=11, **figures.LITERAL)
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=10, **figures.LITERAL)
     fig.tight_layout()
     return fig
