@@ -79,7 +79,6 @@ def learning_curves(runs, title):
         history = run.history
         epochs = history["epoch"].to_numpy() + 1
         best = run.metrics["best_epoch"]
-        suffix = f" (seed {run.seed})" if several else ""
         alpha = SEED_ALPHA if several else 1.0
         for ax, metric in ((axes[0], "accuracy"), (axes[1], "loss")):
             ax.plot(
@@ -111,7 +110,7 @@ def learning_curves(runs, title):
                         ms=5,
                         label=("kept epoch" + ("s" if several else "")) if index == 0 else None,
                     )
-            ax.set_title(metric + suffix if not several else metric, fontsize=9)
+            ax.set_title(metric, fontsize=9)
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
             # Whole epochs only: a two-epoch run must not show epoch 1.5.
