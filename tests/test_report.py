@@ -680,3 +680,20 @@ def test_build_report_takes_snakemakes_named_lists_with_single_files_as_strings(
     build_report(SimpleNamespace(**inputs), SimpleNamespace(**params), out, tmp_path / "figures")
     assert [row[0] for row in Page(out.read_text()).tables["summary-table"]] == ["scratch"]
     assert (tmp_path / "figures" / "learning-curves" / "scratch.png").is_file()
+
+
+def test_the_books_figures_appear_only_for_cats_and_dogs_with_the_books_settings(tmp_path):
+    subset = ["scratch", "features"]
+    fabricate_results(tmp_path, subset)
+    settings = report_settings(subset)
+    settings.experiments[1]["book_settings"] = False
+    out = tmp_path / "report.html"
+    write_report(report_inputs(tmp_path, subset), settings, out)
+    assert [row[12] for row in Page(out.read_text()).tables["summary-table"]] == ["71.0%", "–"]
+    # Other classes (the demo's horizontal and vertical): no book figure at all.
+    for name in subset:
+        path = tmp_path / "results" / "metrics" / name / f"{SEED}.json"
+        metrics = json.loads(path.read_text())
+        path.write_text(json.dumps({**metrics, "class_names": ["horizontal", "vertical"]}))
+    write_report(report_inputs(tmp_path, subset), report_settings(subset), out)
+    assert [row[12] for row in Page(out.read_text()).tables["summary-table"]] == ["–", "–"]
