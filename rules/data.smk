@@ -1,5 +1,10 @@
 """Data stage: fetch the source, check every file, split into train / validation / test."""
 
+from smallcnn import split_sizes
+
+# The schema cannot add numbers: fractions over 1 stop the run here, before any job.
+split_sizes.check(config["split"])
+
 # What the prepare and split rules read: a downloaded archive, the user's zip or folder (read in
 # place), or the generated demo folder.
 DATA_SOURCE = {
@@ -44,9 +49,7 @@ rule make_demo:
         runtime=10,
     params:
         seed=config["seed"],
-        per_class=config["split"]["train"]
-        + config["split"]["validation"]
-        + config["split"]["test"],
+        per_class=split_sizes.images_needed(config["split"]),
     script:
         "../scripts/make_demo.py"
 
@@ -57,6 +60,7 @@ rule prepare:
     output:
         manifest="results/data/manifest.csv",
         rejections="results/data/rejections.json",
+        near_duplicates="results/data/near_duplicates.json",
     log:
         "logs/prepare.log",
     benchmark:
@@ -71,6 +75,7 @@ rule prepare:
         min_side=config["data"]["min_side"],
         max_image_pixels=config["data"]["max_image_pixels"],
         max_archive_bytes=config["data"]["max_archive_bytes"],
+        near_duplicates=config["data"]["near_duplicates"],
     script:
         "../scripts/prepare.py"
 
@@ -84,6 +89,8 @@ rule split:
         train=directory("results/data/train"),
         validation=directory("results/data/validation"),
         test=directory("results/data/test"),
+        # How many near-duplicate groups this split would have put on two sides unchecked.
+        straddling="results/data/near_duplicates_split.json",
     log:
         "logs/split.log",
     benchmark:
@@ -95,7 +102,7 @@ rule split:
         mem_mb=2000,
         runtime=30,
     params:
-        counts=config["split"],
+        split=config["split"],
         seed=config["seed"],
     script:
         "../scripts/split.py"

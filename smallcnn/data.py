@@ -174,10 +174,15 @@ def split(source, manifest, splits, out_dirs, settings, seed, straddling=None):
     short = []
     for label, rows in sorted(by_label.items()):
         sizes = split_sizes.per_class(settings, min(len(rows), cap))
-        if sum(sizes.values()) > len(rows) or min(sizes.values()) < 1:
+        if sum(sizes.values()) > len(rows):
             short.append(
-                f"class '{label}' has {len(rows)} usable images, too few for the split "
-                f"({split_sizes.describe(settings)}: {_sizes(sizes)})"
+                f"class '{label}' has {len(rows)} usable images but the split asks for "
+                f"{sum(sizes.values())} ({split_sizes.describe(settings)})"
+            )
+        elif min(sizes.values()) < 1:
+            short.append(
+                f"class '{label}' has {len(rows)} usable images, too few for "
+                f"{split_sizes.describe(settings)} to give every split one ({_sizes(sizes)})"
             )
     if len(by_label) < 2:
         short.append(f"{len(by_label)} class(es) have usable images; a classifier needs two")
