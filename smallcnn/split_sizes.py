@@ -13,6 +13,7 @@ CAP = "max_per_class"
 # Images per class the demo generates when the split is given as fractions (and not capped):
 # enough for 0.7 / 0.15 / 0.15 to leave every split a dozen or more.
 DEMO_PER_CLASS = 100
+TOLERANCE = 1e-6
 
 
 def names(settings):
@@ -29,7 +30,7 @@ def check(settings):
     """Refuse what the schema cannot express: fractions that add up to more than 1."""
     if is_fractions(settings):
         total = sum(settings[name] for name in names(settings))
-        if total > 1 + 1e-9:
+        if total > 1 + TOLERANCE:
             given = " + ".join(f"{name} {settings[name]}" for name in names(settings))
             raise UserError(
                 f"split: the fractions add up to {total:g} ({given}), more than 1; lower one of "
@@ -43,13 +44,14 @@ def per_class(settings, available):
         return {name: settings[name] for name in names(settings)}
     fractions = {name: settings[name] for name in names(settings)}
     total_fraction = sum(fractions.values())
-    # Fractions adding up to 1 use every image; rounding must not leave one out.
-    total = available if abs(total_fraction - 1) < 1e-9 else math.floor(available * total_fraction)
+    # Fractions adding up to 1 use every image; rounding must not leave one out. The tolerance
+    # keeps float error (0.5 + 0.2 + 0.1 < 0.8) from losing an image.
+    total = min(available, math.floor(available * total_fraction + TOLERANCE))
     quotas = {name: available * fraction for name, fraction in fractions.items()}
-    sizes = {name: math.floor(quota) for name, quota in quotas.items()}
+    sizes = {name: math.floor(quota + TOLERANCE) for name, quota in quotas.items()}
     # Largest remainder: the images rounding left over go to the splits that lost the most.
     by_remainder = sorted(quotas, key=lambda name: sizes[name] - quotas[name])
-    for name in by_remainder[: total - sum(sizes.values())]:
+    for name in by_remainder[: max(0, total - sum(sizes.values()))]:
         sizes[name] += 1
     return sizes
 
