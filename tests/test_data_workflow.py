@@ -73,6 +73,23 @@ def test_local_folder_source_is_read_in_place(tmp_path):
     assert first.samefile(tmp_path / "photos" / rows[0]["file"])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("change", [{"max_distance": 4}, {"enabled": False}])
+def test_changing_the_near_duplicate_check_reruns_the_data_stage(tmp_path, change):
+    make_class_images(tmp_path / "photos", per_class=5, size=(40, 40))
+    config = {
+        "data": {"source": "local", "path": str(tmp_path / "photos")},
+        "split": {"train": 3, "validation": 1, "test": 1},
+    }
+    run_snakemake(tmp_path / "work", ["results/data/splits.csv"], config=config)
+    config["data"]["near_duplicates"] = change
+    result = run_snakemake(
+        tmp_path / "work", ["results/data/splits.csv"], config=config, args=["-n"]
+    )
+    planned = [line.split()[-1] for line in result.stdout.splitlines() if line.startswith("rule ")]
+    assert planned == ["prepare:", "split:"]
+
+
 def test_a_misspelt_split_key_fails_validation_naming_it(tmp_path):
     result = run_snakemake(
         tmp_path,
