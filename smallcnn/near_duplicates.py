@@ -5,12 +5,15 @@ most `max_distance` bits are one group (transitively), and a group is one photo:
 its largest image and marks the others `near_duplicate`, or, when the group carries two labels,
 excludes every image as a `label_conflict`.
 
-The hash is pHash (the DCT hash of Zauner 2010, as the `imagehash` package computes it): the sign
+The hash is pHash (the DCT hash of Zauner 2010, as the `imagehash` package defines it): the sign
 of each of the 8x8 lowest-frequency DCT coefficients of a 32x32 grey thumbnail against their
 median. Resizing and re-encoding change mostly high frequencies, which it ignores; a brightness
 change moves the DC coefficient, which stays above the median either way. A difference hash
-(dHash) is as cheap but compares neighbouring pixels of a 9x8 thumbnail, so flat regions (sky, a
-wall) flip its bits under JPEG noise and it needs a looser threshold for the same recall.
+(dHash) is as cheap but compares neighbouring pixels of a 9x8 thumbnail, where in flat regions
+(sky, a wall) JPEG noise alone can flip a bit (not measured here). On the 4,000 real photos,
+copies resized to 0.5x or 0.8x or re-encoded at quality 60 moved at most 2 bits and 10-20%
+brighter at most 6, while the closest two different photos were 10 bits apart.
+Its weakness: synthetic images that differ mostly in fine detail (the demo's stripes) hash alike.
 """
 
 import base64
