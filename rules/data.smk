@@ -1,7 +1,11 @@
 """Data stage: fetch the source, check every file, split into train / validation / test."""
 
+from smallcnn import split_sizes
 from smallcnn.fingerprint import check_downloaded_sha256, source_fingerprint
 from smallcnn.redact import redact_url
+
+# The schema cannot add numbers: fractions over 1 stop the run here, before any job.
+split_sizes.check(config["split"])
 
 # What the prepare and split rules read: a downloaded archive, the user's zip or folder (read in
 # place), or the generated demo folder.
@@ -72,9 +76,7 @@ rule make_demo:
         runtime=10,
     params:
         seed=config["seed"],
-        per_class=config["split"]["train"]
-        + config["split"]["validation"]
-        + config["split"]["test"],
+        per_class=split_sizes.images_needed(config["split"]),
         code=code("make_demo"),
     script:
         "../scripts/make_demo.py"
@@ -86,6 +88,7 @@ rule prepare:
     output:
         manifest="results/data/manifest.csv",
         rejections="results/data/rejections.json",
+        near_duplicates="results/data/near_duplicates.json",
     log:
         "logs/prepare.log",
     benchmark:
@@ -100,6 +103,7 @@ rule prepare:
         min_side=config["data"]["min_side"],
         max_image_pixels=config["data"]["max_image_pixels"],
         max_archive_bytes=config["data"]["max_archive_bytes"],
+        near_duplicates=config["data"]["near_duplicates"],
         source_fingerprint=SOURCE_FINGERPRINT,
         code=code("prepare"),
     script:
@@ -115,6 +119,8 @@ rule split:
         train=directory("results/data/train"),
         validation=directory("results/data/validation"),
         test=directory("results/data/test"),
+        # How many near-duplicate groups this split would have put on two sides unchecked.
+        straddling="results/data/near_duplicates_split.json",
     log:
         "logs/split.log",
     benchmark:
@@ -126,7 +132,7 @@ rule split:
         mem_mb=2000,
         runtime=30,
     params:
-        counts=config["split"],
+        split=config["split"],
         seed=config["seed"],
         source_fingerprint=SOURCE_FINGERPRINT,
         code=code("split"),

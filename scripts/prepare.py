@@ -10,4 +10,6 @@ with job_log(snakemake.log[0]):
         max_image_pixels=snakemake.params.max_image_pixels,
         max_archive_bytes=snakemake.params.max_archive_bytes,
         workers=snakemake.threads,
+        near_duplicate_check=dict(snakemake.params.near_duplicates),
+        near_duplicate_summary=snakemake.output.near_duplicates,
     )

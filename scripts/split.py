@@ -7,6 +7,7 @@ with job_log(snakemake.log[0]):
         manifest=snakemake.input.manifest,
         splits=snakemake.output.splits,
         out_dirs={name: snakemake.output[name] for name in ("train", "validation", "test")},
-        counts=dict(snakemake.params.counts),
+        settings=dict(snakemake.params.split),
         seed=snakemake.params.seed,
+        straddling=snakemake.output.straddling,
     )

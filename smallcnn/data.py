@@ -1,9 +1,10 @@
 """The data stage: check every file of a source (prepare), then split the usable ones.
 
-prepare writes results/data/manifest.csv (one row per file found) and rejections.json; split
-writes results/data/splits.csv and the images under results/data/<split>/<label>/. The source is
-never modified: a folder is read in place, a zip member by member, and split copies the images,
-so that results/data/ holds the bytes checked and editing it never edits the source.
+prepare writes results/data/manifest.csv (one row per file found), rejections.json and
+near_duplicates.json; split writes results/data/splits.csv, the images under
+results/data/<split>/<label>/ and what near-duplicates would have done without the check. The
+source is never modified: a folder is read in place, a zip member by member, and split copies the
+images, so that results/data/ holds the bytes checked and editing it never edits the source.
 """
 
 import csv
@@ -15,11 +16,11 @@ import re
 import shutil
 import time
 import zipfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
-from smallcnn import images, layouts
+from smallcnn import images, layouts, near_duplicates, split_sizes
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -36,14 +37,30 @@ MANIFEST_COLUMNS = [
     "mode",
     "bytes",
     "convert",
+    "phash",
+    "group",
 ]
 SPLITS_COLUMNS = ["file", "label", "split", "sha256", "path"]
 EXAMPLES = 5
 CHUNK_BYTES = 1 << 30  # the most one copy_file_range call is asked to copy
 
 
-def prepare(source, manifest, rejections, min_side, max_image_pixels, max_archive_bytes, workers=2):
-    """Check every file of `source` (a zip or a folder) and write the manifest and rejections."""
+def prepare(
+    source,
+    manifest,
+    rejections,
+    min_side,
+    max_image_pixels,
+    max_archive_bytes,
+    workers=2,
+    near_duplicate_check=None,
+    near_duplicate_summary=None,
+):
+    """Check every file of `source` (a zip or a folder) and write the manifest and rejections.
+
+    `near_duplicate_check` is the config's data.near_duplicates ({"enabled", "max_distance"});
+    None skips the check. `near_duplicate_summary` is where its summary for the report goes.
+    """
     started = time.perf_counter()
     _refuse_results_inside(source, [manifest, rejections])
     origin = layouts.open_source(source, max_archive_bytes)
@@ -100,6 +117,7 @@ def prepare(source, manifest, rejections, min_side, max_image_pixels, max_archiv
             "format": found.format,
             "mode": found.mode,
             "convert": found.convert,
+            "phash": found.phash,
         }
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -107,6 +125,22 @@ def prepare(source, manifest, rejections, min_side, max_image_pixels, max_archiv
             rows[member.name].update(result)
 
     _mark_duplicates(rows.values())
+    check = near_duplicate_check or {"enabled": False, "max_distance": None}
+    groups = []
+    if check["enabled"]:
+        hashing = time.perf_counter()
+        groups = near_duplicates.mark(rows.values(), check["max_distance"])
+        log.info(
+            "prepare: %d near-duplicate groups within %d bits, found in %.1f s",
+            len(groups),
+            check["max_distance"],
+            time.perf_counter() - hashing,
+        )
+    if near_duplicate_summary:
+        _write_json(
+            near_duplicate_summary,
+            near_duplicates.summary(groups, check["enabled"], check["max_distance"], origin.read),
+        )
     table = sorted(rows.values(), key=lambda row: row["file"])
     _write_csv(manifest, MANIFEST_COLUMNS, table)
     summary = _summarise(table, sorted(set(layout.labels.values())))
@@ -115,47 +149,52 @@ def prepare(source, manifest, rejections, min_side, max_image_pixels, max_archiv
     return summary
 
 
-def split(source, manifest, splits, out_dirs, counts, seed):
-    """Choose counts[split] usable images per class and write them under out_dirs[split]/<label>/.
+def split(source, manifest, splits, out_dirs, settings, seed, straddling=None):
+    """Choose each class's images for every split (`settings`: the config's split block, counts
+    or fractions) and write them under out_dirs[split]/<label>/.
 
     The choice ranks images by a hash of the seed and their content, so it depends on nothing
     but the seed and the source: not on file order, the machine or the library versions.
+    `straddling`, when given, is where to write how many near-duplicate groups this split would
+    have put on two sides without the check.
     """
     started = time.perf_counter()
-    if set(counts) != set(out_dirs):
-        raise UserError(f"split counts {sorted(counts)} and folders {sorted(out_dirs)} differ")
+    split_sizes.check(settings)
+    names = split_sizes.names(settings)
+    if set(names) != set(out_dirs):
+        raise UserError(f"split names {sorted(names)} and folders {sorted(out_dirs)} differ")
     _refuse_results_inside(source, [splits, *out_dirs.values()])
     with open(manifest, newline="", encoding="utf-8") as handle:
-        usable = [row for row in csv.DictReader(handle) if row["status"] == "ok"]
+        table = list(csv.DictReader(handle))
     by_label = defaultdict(list)
-    for row in usable:
-        by_label[row["label"]].append(row)
+    for row in table:
+        if row["status"] == "ok":
+            by_label[row["label"]].append(row)
 
-    needed = sum(counts.values())
-    asked = " + ".join(f"{name} {n}" for name, n in counts.items())
-    short = [
-        f"class '{label}' has {len(rows)} usable images but the split asks for {needed} ({asked})"
-        for label, rows in sorted(by_label.items())
-        if len(rows) < needed
-    ]
+    cap = settings.get(split_sizes.CAP) or float("inf")
+    short = []
+    for label, rows in sorted(by_label.items()):
+        sizes = split_sizes.per_class(settings, min(len(rows), cap))
+        if sum(sizes.values()) > len(rows):
+            short.append(
+                f"class '{label}' has {len(rows)} usable images but the split asks for "
+                f"{sum(sizes.values())} ({split_sizes.describe(settings)})"
+            )
+        elif min(sizes.values()) < 1:
+            short.append(
+                f"class '{label}' has {len(rows)} usable images, too few for "
+                f"{split_sizes.describe(settings)} to give every split one ({_sizes(sizes)})"
+            )
     if len(by_label) < 2:
         short.append(f"{len(by_label)} class(es) have usable images; a classifier needs two")
     if short:
         raise UserError(
-            "; ".join(short) + f". Lower the split: counts or add images ({manifest} and the "
+            "; ".join(short) + f". Lower the split or add images ({manifest} and the "
             "rejections next to it say what was rejected and why)"
         )
-
-    chosen = []
-    for label in sorted(by_label):
-        ranked = sorted(by_label[label], key=lambda row: _rank(seed, row["sha256"]))
-        # The last split named (test) takes the top of the ranking, then the one before: changing
-        # the training count then leaves the test and validation images as they were.
-        start = 0
-        for name in reversed(list(counts)):
-            for row in ranked[start : start + counts[name]]:
-                chosen.append({**row, "split": name})
-            start += counts[name]
+    chosen = _assign(by_label, settings, seed)
+    if straddling:
+        _write_json(straddling, _straddling(table, settings, seed))
 
     for directory in out_dirs.values():
         if Path(directory).exists():
@@ -173,23 +212,68 @@ def split(source, manifest, splits, out_dirs, counts, seed):
         written[_place(origin, row, target)] += 1
         table.append({**row, "path": f"{row['label']}/{name}"})
 
-    order = {name: i for i, name in enumerate(counts)}
+    order = {name: i for i, name in enumerate(names)}
     table.sort(key=lambda row: (order[row["split"]], row["label"], row["path"]))
     _write_csv(splits, SPLITS_COLUMNS, table)
-    per_class = ", ".join(f"{name} {n}" for name, n in counts.items())
+    per_class = Counter((row["label"], row["split"]) for row in table)
     log.info(
-        "split: %d classes (%s), %s per class; %s in %.1f s",
+        "split: %d classes (%s); %s; %s in %.1f s",
         len(by_label),
-        ", ".join(sorted(by_label)),
-        per_class,
+        ", ".join(
+            f"{label} {_sizes({name: per_class[label, name] for name in names})}"
+            for label in sorted(by_label)
+        ),
+        split_sizes.describe(settings),
         ", ".join(f"{n} {how}" for how, n in sorted(written.items())),
         time.perf_counter() - started,
     )
     return table
 
 
+def _assign(by_label, settings, seed):
+    """[{**row, "split": name}] for the rows each class gives each split."""
+    names = split_sizes.names(settings)
+    cap = settings.get(split_sizes.CAP)
+    chosen = []
+    for label in sorted(by_label):
+        ranked = sorted(by_label[label], key=lambda row: _rank(seed, row["sha256"]))
+        ranked = ranked[:cap] if cap else ranked
+        sizes = split_sizes.per_class(settings, len(ranked))
+        # The last split named (test) takes the top of the ranking, then the one before: changing
+        # the training count then leaves the test and validation images as they were.
+        start = 0
+        for name in reversed(names):
+            for row in ranked[start : start + sizes[name]]:
+                chosen.append({**row, "split": name})
+            start += sizes[name]
+    return chosen
+
+
+def _straddling(table, settings, seed):
+    """How many near-duplicate groups the same split would have put in two splits had prepare
+    not grouped them: every member of a group counted as a usable image of its own."""
+    unchecked = defaultdict(list)
+    for row in table:
+        if row["status"] == "ok" or row["group"]:
+            unchecked[row["label"]].append(row)
+    splits_of = defaultdict(set)
+    for row in _assign(unchecked, settings, seed):
+        if row["group"]:
+            splits_of[row["group"]].add(row["split"])
+    across = sorted(group for group, names in splits_of.items() if len(names) > 1)
+    return {
+        "n_groups": len({row["group"] for row in table if row["group"]}),
+        "n_straddling": len(across),
+        "examples": across[:EXAMPLES],
+    }
+
+
 def _rank(seed, sha256):
     return hashlib.sha256(f"{seed}:{sha256}".encode()).hexdigest()
+
+
+def _sizes(sizes):
+    return " / ".join(f"{name} {n}" for name, n in sizes.items())
 
 
 def _output_name(row, used):

@@ -14,6 +14,8 @@ import re
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from smallcnn import near_duplicates
+
 # Formats PIL may identify that are worth keeping (after conversion where needed).
 READABLE_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP", "TIFF"}
 # Formats whose raw bytes must pass TensorFlow's decoder. GIF and WebP are always converted (so
@@ -51,6 +53,8 @@ class Inspection:
     mode: str = ""
     # True when the file must be re-encoded as RGB PNG before training may read it.
     convert: bool = False
+    # Perceptual hash (16 hex digits) of the pixels training will see; "" unless usable.
+    phash: str = ""
 
 
 def max_file_bytes(max_image_pixels):
@@ -108,6 +112,7 @@ def inspect_image(data, extension, min_side, max_image_pixels):
         if problem:
             found.status, found.detail = problem
             return found
+    decoded = None
     if image_format in TF_FORMATS:
         try:
             decoded = decode_like_training(data)
@@ -119,7 +124,7 @@ def inspect_image(data, extension, min_side, max_image_pixels):
     found.convert = image_format not in PLAIN_FORMATS or mode != "RGB"
     if found.convert:
         try:
-            decode_like_training(to_rgb_png(data))
+            decoded = decode_like_training(to_rgb_png(data))
         except (OSError, SyntaxError, ValueError, EOFError, tf.errors.OpError) as error:
             found.status, found.detail = _why_undecodable(data, image_format, error)
             return found
@@ -127,6 +132,7 @@ def inspect_image(data, extension, min_side, max_image_pixels):
         found.detail = f"{image_format} {mode}{animated}: converted to RGB PNG"
     elif extension not in PLAIN_EXTENSIONS[image_format]:
         found.detail = f"{image_format} data under a {extension or 'bare'} name: renamed"
+    found.phash = f"{near_duplicates.perceptual_hash(decoded):016x}"
     return found
 
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import make_class_images, tree_digest
 from PIL import Image
 
-from smallcnn import data, images, layouts
+from smallcnn import data, images, layouts, split_sizes
 from smallcnn.errors import UserError
 
 MIN_SIDE = 32
@@ -108,7 +108,7 @@ def run_stage(source, out, counts=SPLIT, seed=7, **limits):
         source,
         out / "manifest.csv",
         out / "splits.csv",
-        {name: out / name for name in counts},
+        {name: out / name for name in split_sizes.names(counts)},
         counts,
         seed,
     )
@@ -510,3 +510,60 @@ def test_salted_zip_rejects_every_bad_kind_and_the_split_loads(tmp_path):
         if path.suffix == ".png":
             with Image.open(path) as image:
                 assert image.mode == "RGB" and image.format == "PNG"
+
+
+# ---- splits by fraction --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        # 150 x 0.15 = 22.5: the image rounding leaves over goes to validation, the first of
+        # the tied splits; 25 x 0.15 = 3.75 rounds up in both. With fractions adding up to 1,
+        # every image is used.
+        (
+            {"train": 0.7, "validation": 0.15, "test": 0.15},
+            {"cat": (105, 23, 22), "dog": (42, 9, 9), "bird": (17, 4, 4)},
+        ),
+        (
+            {"train": 0.7, "validation": 0.15, "test": 0.15, "max_per_class": 40},
+            {"cat": (28, 6, 6), "dog": (28, 6, 6), "bird": (17, 4, 4)},
+        ),
+        (
+            {"train": 0.5, "validation": 0.2, "test": 0.1},
+            {"cat": (75, 30, 15), "dog": (30, 12, 6), "bird": (13, 5, 2)},
+        ),
+    ],
+)
+def test_fractions_of_each_class_on_an_imbalanced_dataset(tmp_path, settings, expected):
+    source = tmp_path / "source"
+    for seed, (label, n) in enumerate((("cat", 150), ("dog", 60), ("bird", 25))):
+        make_class_images(source, classes=(label,), per_class=n, size=(40, 40), seed=seed)
+    _, splits = run_stage(source, tmp_path / "out", settings)
+    found = {
+        label: tuple(
+            sum(row["label"] == label and row["split"] == name for row in splits)
+            for name in ("train", "validation", "test")
+        )
+        for label in expected
+    }
+    assert found == expected
+    for name in ("train", "validation", "test"):
+        for label, sizes in expected.items():
+            folder = tmp_path / "out" / name / label
+            assert len(list(folder.iterdir())) == sizes[("train", "validation", "test").index(name)]
+
+
+def test_fractions_too_small_for_a_class_say_so(tmp_path):
+    source = tmp_path / "source"
+    make_class_images(source, per_class=3, size=(40, 40))
+    with pytest.raises(UserError) as error:
+        run_stage(source, tmp_path / "out", {"train": 0.8, "validation": 0.1, "test": 0.1})
+    assert "'cat' has 3 usable images, too few for train 0.8 + validation 0.1 + test 0.1" in str(
+        error.value
+    )
+
+
+def test_fractions_over_one_are_refused():
+    with pytest.raises(UserError, match=r"split: the fractions add up to 1\.1 .*split\.train"):
+        split_sizes.check({"train": 0.7, "validation": 0.2, "test": 0.2})

@@ -10,8 +10,12 @@ import socket
 from collections import Counter
 
 import keras
+import numpy as np
 import pytest
+import yaml
 from conftest import REPO, make_class_images, run_snakemake, tree_digest
+
+from smallcnn import near_duplicates
 
 SPLITS = ("train", "validation", "test")
 
@@ -104,6 +108,23 @@ def test_a_local_folder_reruns_the_data_stage_exactly_when_its_files_change(tmp_
         assert planned(work, config) == plan, f"after a file was {what}"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("change", [{"max_distance": 4}, {"enabled": False}])
+def test_changing_the_near_duplicate_check_reruns_the_data_stage(tmp_path, change):
+    make_class_images(tmp_path / "photos", per_class=5, size=(40, 40))
+    config = {
+        "data": {"source": "local", "path": str(tmp_path / "photos")},
+        "split": {"train": 3, "validation": 1, "test": 1},
+    }
+    run_snakemake(tmp_path / "work", ["results/data/splits.csv"], config=config)
+    config["data"]["near_duplicates"] = change
+    result = run_snakemake(
+        tmp_path / "work", ["results/data/splits.csv"], config=config, args=["-n"]
+    )
+    planned = [line.split()[-1] for line in result.stdout.splitlines() if line.startswith("rule ")]
+    assert planned == ["prepare:", "split:"]
+
+
 def test_a_misspelt_split_key_fails_validation_naming_it(tmp_path):
     result = run_snakemake(
         tmp_path,
@@ -114,6 +135,37 @@ def test_a_misspelt_split_key_fails_validation_naming_it(tmp_path):
     )
     assert result.returncode != 0
     assert "valdation" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("split", "says"),
+    [
+        # A mix: neither all counts nor all fractions.
+        ({"train": 0.7, "validation": 500, "test": 0.15}, "is not valid under any of the given"),
+        ({"train": 0.7, "validation": 0.2, "test": 0.2}, "the fractions add up to 1.1"),
+        ({"train": 0.7, "validation": 0.15, "test": 0.15, "max_per_class": 0}, "max_per_class"),
+    ],
+)
+def test_bad_split_fractions_stop_the_run_naming_the_key(tmp_path, split, says):
+    result = run_snakemake(
+        tmp_path, ["results/data/splits.csv"], config={"split": split}, args=["-n"], check=False
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert says in output and "split" in output
+
+
+def test_fractions_pass_validation_and_size_the_demo(tmp_path):
+    split = {"train": 0.7, "validation": 0.15, "test": 0.15, "max_per_class": 40}
+    run_snakemake(
+        tmp_path,
+        ["resources/demo"],
+        configfiles=[REPO / "config" / "demo.yaml"],
+        config={"split": split},
+    )
+    demo = tmp_path / "resources" / "demo"
+    made = Counter(p.parent.name for p in demo.glob("*/*-[0-9][0-9][0-9][0-9].jpg"))
+    assert made == {"horizontal": 40, "vertical": 40}
 
 
 @pytest.mark.slow
@@ -131,13 +183,36 @@ def test_no_network_ends_the_download_job_with_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_real_photos_split_1000_500_500(tmp_path, shared_data):
-    counts = {"train": 1000, "validation": 500, "test": 500}
-    config = {"data": {"source": "local", "path": str(shared_data)}, "split": counts}
+def test_the_real_photos_split_by_fraction_has_no_near_duplicate_across_splits(
+    tmp_path, shared_data
+):
+    split = {"train": 0.5, "validation": 0.25, "test": 0.25}
+    config = {"data": {"source": "local", "path": str(shared_data)}, "split": split}
     run_snakemake(tmp_path, ["results/data/splits.csv"], config=config)
-    rows = assert_split(tmp_path, counts)
-    assert sorted({row["label"] for row in rows}) == ["cat", "dog"]
-    assert len({row["file"] for row in rows}) == 4000
+    manifest = {row["file"]: row for row in read_csv(tmp_path / "results/data/manifest.csv")}
+    # The same kittens twice, with different bytes: one is kept.
+    pair = [manifest[f"train/cat.{n}.jpg"] for n in (4126, 4575)]
+    assert sorted(row["status"] for row in pair) == ["near_duplicate", "ok"]
+    rows = read_csv(tmp_path / "results" / "data" / "splits.csv")
+    per_class = Counter(row["label"] for row in manifest.values() if row["status"] == "ok")
+    assert sum(per_class.values()) == len(rows) > 3990
+    for label, n in per_class.items():
+        assert assert_fraction_split(rows, label, n, split)
+    hashes = np.array([int(manifest[row["file"]]["phash"], 16) for row in rows], dtype=np.uint64)
+    first, second, _ = near_duplicates.close_pairs(hashes, config_max_distance())
+    assert [(rows[i]["file"], rows[j]["file"]) for i, j in zip(first, second, strict=True)] == []
+
+
+def assert_fraction_split(rows, label, n, fractions):
+    found = Counter(row["split"] for row in rows if row["label"] == label)
+    return sum(found.values()) == n and all(
+        abs(found[name] - n * fraction) < 1 for name, fraction in fractions.items()
+    )
+
+
+def config_max_distance():
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    return config["data"]["near_duplicates"]["max_distance"]
 
 
 @pytest.mark.slow

@@ -200,7 +200,13 @@ def declared_run(tmp_path_factory):
         "seeds": SEEDS,
     }
     (root / "config.yaml").write_text(yaml.safe_dump(config))
-    run_snakemake(root / "work", ["results/report.html"], configfiles=[root / "config.yaml"])
+    # One thread per training job: the summaries must say TensorFlow ran with what was declared.
+    run_snakemake(
+        root / "work",
+        ["results/report.html"],
+        configfiles=[root / "config.yaml"],
+        args=["--set-threads", "train=1"],
+    )
     return root
 
 
@@ -246,6 +252,9 @@ def test_declared_experiments_with_seeds_run_to_the_report(declared_run):
         assert float(row["test_accuracy_min"]) == min(accuracies)
         for column in ("test_accuracy_sd", "roc_auc_mean", "train_seconds_mean"):
             assert row[column] != ""
+        for seed in SEEDS:
+            summary = json.loads((results / "models" / name / f"{seed}.json").read_text())
+            assert (summary["intra_op_threads"], summary["inter_op_threads"]) == (1, 1)
     html = (results / "report.html").read_text()
     for name in DECLARED:
         assert f'data-experiment="{name}"' in html

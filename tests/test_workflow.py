@@ -3,6 +3,7 @@
 import csv
 import json
 import re
+import shutil
 
 import pytest
 import yaml
@@ -125,3 +126,31 @@ def test_three_classes_run_through_every_experiment(tmp_path):
         metrics, _ = check_run_outputs(workdir, name, SEED, classes)
         assert metrics["n_test"] == 9
         assert metrics["roc_auc"] is None or 0 <= metrics["roc_auc"] <= 1
+
+
+@pytest.mark.slow
+def test_a_code_change_reruns_the_jobs_that_import_it_and_no_others(demo_run, tmp_path):
+    """The workflow run from a copy of this checkout, with a comment appended to models.py."""
+    copy = tmp_path / "checkout"
+    copy.mkdir()
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, copy / name)
+    for folder in ("rules", "scripts", "smallcnn", "schemas", "config", "profiles"):
+        shutil.copytree(REPO / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def planned(snakefile):
+        result = run_snakemake(
+            demo_run,
+            ["results/report.html"],
+            configfiles=[DEMO],
+            args=["--dry-run", "--snakefile", str(snakefile)],
+        )
+        return {rule for rule, _, _ in planned_jobs(result.stdout + result.stderr)}
+
+    # The same code elsewhere is the same code: only the report, which records the checkout.
+    assert planned(copy / "Snakefile") <= {"report"}
+    with open(copy / "smallcnn" / "models.py", "a") as stream:
+        stream.write("# a comment is a change of code\n")
+    rules = planned(copy / "Snakefile")
+    assert {"train", "evaluate"} <= rules
+    assert not rules & {"make_demo", "prepare", "split"}
