@@ -30,6 +30,8 @@ rule report:
         summaries=per_run("results/models/{experiment}/{seed}.json"),
         manifest="results/data/manifest.csv",
         rejections="results/data/rejections.json",
+        near_duplicates="results/data/near_duplicates.json",
+        near_duplicates_split="results/data/near_duplicates_split.json",
         splits="results/data/splits.csv",
         train="results/data/train",
         test="results/data/test",

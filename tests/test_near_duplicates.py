@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance
 
 from smallcnn import data, near_duplicates
-from smallcnn.report_near_duplicates import near_duplicate_section
+from smallcnn.report.duplicates import near_duplicate_section
 
 LIMITS = {"min_side": 32, "max_image_pixels": 10**7, "max_archive_bytes": 10**9}
 CHECK = {"enabled": True, "max_distance": 6}
@@ -244,7 +244,8 @@ def test_report_section_from_the_data_stage_files(tmp_path):
     assert (section["n_groups"], section["n_near_duplicate"], len(section["pairs"])) == (3, 9, 3)
     html = render(section)
     assert "3 groups of near-duplicates" in html and "9 others rejected" in html
-    assert f"would have put {section['n_straddling']} of these" in html
+    words = " ".join(html.split())
+    assert f"{section['n_straddling']} of the {section['n_groups']} groups would have been" in words
     assert html.count('<img src="data:image/png;base64,') == 6
     # File names render literally, never as markup.
     assert "<b>odd" not in html and "&lt;b&gt;odd &amp; name&lt;/b&gt;.jpg" in html

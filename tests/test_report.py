@@ -1,8 +1,10 @@
 """The comparison report rendered from a fabricated results/ tree in the formats of common.md."""
 
+import base64
 import csv
 import hashlib
 import importlib.util
+import io
 import json
 import re
 import zipfile
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import REPO, make_class_images, run_snakemake
+from PIL import Image
 
 from smallcnn import experiments as declared_experiments
 from smallcnn import registry
@@ -59,6 +62,12 @@ def write_csv(path, rows, columns):
 def write_json(path, data):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1))
+
+
+def png_of_size(side):
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (200, 120, 40)).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def write_benchmark(path, seconds, rss_mb):
@@ -139,6 +148,42 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
                 for reason, files in REJECTED.items()
             },
         },
+    )
+
+    # One photo saved twice: the kept copy and the rejected one, 3 bits apart.
+    pixel = "data:image/png;base64," + base64.b64encode(png_of_size(8)).decode()
+    write_json(
+        data / "near_duplicates.json",
+        {
+            "enabled": True,
+            "hash": "pHash (64-bit DCT)",
+            "max_distance": 6,
+            "n_groups": 1,
+            "n_images": 2,
+            "n_near_duplicate": 1,
+            "n_label_conflict_groups": 0,
+            "examples": [
+                {
+                    "distance": 3,
+                    "images": [
+                        {
+                            "file": f"train/{name}",
+                            "label": "cat",
+                            "status": status,
+                            "size": "40x32",
+                            "thumbnail": pixel,
+                        }
+                        for name, status in (
+                            ("cat.big.jpg", "ok"),
+                            ("cat.small.jpg", "near_duplicate"),
+                        )
+                    ],
+                }
+            ],
+        },
+    )
+    write_json(
+        data / "near_duplicates_split.json", {"n_straddling": 1, "examples": ["train/cat.big.jpg"]}
     )
 
     test_files = sorted(row["path"] for row in split_rows if row["split"] == "test")
@@ -265,6 +310,8 @@ def report_inputs(root, experiments, seeds=(SEED,)):
         summaries=[results / "models" / f"{run}.json" for run in runs],
         manifest=results / "data" / "manifest.csv",
         rejections=results / "data" / "rejections.json",
+        near_duplicates=results / "data" / "near_duplicates.json",
+        near_duplicates_split=results / "data" / "near_duplicates_split.json",
         splits=results / "data" / "splits.csv",
         train=results / "data" / "train",
         test=results / "data" / "test",
@@ -370,8 +417,9 @@ def test_every_section_is_present_in_order(full_report):
 
 def test_every_image_has_alt_text_and_is_embedded(full_report):
     images = full_report["page"].images
-    # Accuracy chart, five learning curves, the three test images finetuned got wrong.
-    assert len(images) == 1 + 5 + 3
+    # Accuracy chart, five learning curves, the three test images finetuned got wrong, and the
+    # two images of a near-duplicate pair.
+    assert len(images) == 1 + 5 + 3 + 2
     for image in images:
         assert image.get("alt", "").strip(), image
         assert image["src"].startswith("data:image/png;base64,"), image["src"][:40]
@@ -461,6 +509,11 @@ def test_data_tables_count_images_per_split_and_rejections_per_reason(full_repor
         reason: len(files) for reason, files in REJECTED.items()
     }
     assert "train/cat.4.jpg" in rejected["duplicate"][2]
+    html = " ".join(full_report["html"].split())
+    assert "1 group of near-duplicates (2 images within 6 bits by pHash" in html
+    assert "1 of the 1 group would have been in two splits at once" in html
+    assert page.tables["near-duplicate-pairs"][0][0] == "3"
+    assert "largest class has 1.00&times;" in html
 
 
 def test_provenance_lists_jobs_weights_versions_and_git_commit(full_report):

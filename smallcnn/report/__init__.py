@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from smallcnn import figures, metrics
-from smallcnn.report import charts, facts, sections
+from smallcnn.report import charts, duplicates, facts, sections
 from smallcnn.report import comparisons as comparing
 from smallcnn.report.loading import load_runs, plain, read_csv
 from smallcnn.report.render import render
@@ -28,6 +28,8 @@ class ReportInputs:
     summaries: list
     manifest: Path
     rejections: Path
+    near_duplicates: Path
+    near_duplicates_split: Path
     splits: Path
     train: Path
     test: Path
@@ -133,6 +135,9 @@ def report_context(inputs, settings, writer):
             runs[best][0], inputs.test, settings.misclassified, writer
         ),
         "data": facts.data_section(splits, inputs.manifest, inputs.rejections),
+        "near_duplicates": duplicates.near_duplicate_section(
+            inputs.near_duplicates, inputs.near_duplicates_split
+        ),
         "provenance": facts.provenance_section(
             inputs, settings, runs, {name: e["kind"] for name, e in experiments.items()}
         ),

@@ -25,6 +25,10 @@ def data_section(splits, manifest_path, rejections_path):
         for label in counts.index
     ]
     totals = [int(v) for v in counts.sum(axis=0)]
+    per_class = counts.sum(axis=1)
+    # The largest class over the smallest: what class_weight auto and the primary metric react to.
+    train = counts["train"] if "train" in counts else per_class
+    imbalance = float(train.max() / train.min()) if train.min() else None
 
     manifest = read_csv(manifest_path, MANIFEST_COLUMNS)
     rejections = read_json(rejections_path, ("n_files", "n_ok"))
@@ -47,6 +51,7 @@ def data_section(splits, manifest_path, rejections_path):
         "rows": rows,
         "totals": totals,
         "total": sum(totals),
+        "imbalance": imbalance,
         "n_files": rejections["n_files"],
         "n_ok": rejections["n_ok"],
         "n_rejected": len(rejected),
