@@ -303,8 +303,6 @@ def train(
         settings.get("precision", "auto"), settings.get("multi_gpu", True), threads=threads
     )
     work_dir = Path(backup_dir)
-    for output in (model_path, history_path, summary_path):
-        _tmp(output).unlink(missing_ok=True)  # left by a job killed while publishing
     config = settings.get("callbacks") or {}
     backup = resume.Backup(work_dir, fingerprint(settings, inputs))
     state = None
@@ -431,16 +429,12 @@ def _lr_changes(rows):
     return changes
 
 
-def _tmp(target):
-    return Path(target).with_name(Path(target).name + ".tmp")
-
-
 def _publish(source, target):
     """Copy `source` to `target` under a temporary name, then rename: a reader never sees half a
-    file, and a failure leaves no temporary behind."""
+    file, and a failure leaves no temporary behind (nor a kill: a rerun publishes over it)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(target)
+    tmp = target.with_name(target.name + ".tmp")
     try:
         shutil.copyfile(source, tmp)
         resume.crash_point("publish", 0)

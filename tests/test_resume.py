@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import keras
-import numpy as np
 import pytest
 from conftest import REPO, make_class_images
 from test_training import history, outputs, settings_for
@@ -229,21 +228,25 @@ def augmented_job(tmp_path_factory):
     resume too) and a learning rate that plateaus, and its history uninterrupted."""
     root = tmp_path_factory.mktemp("resume")
     for split, seed in (("train", 1), ("validation", 2)):
-        make_class_images(root / "data" / split, per_class=8, size=(32, 32), seed=seed)
+        make_class_images(root / "data" / split, per_class=8, size=(48, 48), seed=seed)
     inputs = {split: str(root / "data" / split) for split in ("train", "validation")}
     settings = settings_for(
         "augmented",
         epochs=EPOCHS,
-        image_size=[32, 32],
+        image_size=[48, 48],
         dropout=0.5,
         augmentation=AUGMENTATION,
-        learning_rate=3e-3,
+        # High enough that the validation loss rises once and reduce_lr (patience 1) acts.
+        learning_rate=1e-2,
     )
     status, text = run_job(root / "reference", settings, inputs)
     assert status == 0, text
     paths = outputs(root / "reference", "run")
-    return settings, inputs, history(paths["history_path"]), json.loads(
-        Path(paths["summary_path"]).read_text()
+    return (
+        settings,
+        inputs,
+        history(paths["history_path"]),
+        json.loads(Path(paths["summary_path"]).read_text()),
     )
 
 
