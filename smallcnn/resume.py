@@ -95,30 +95,29 @@ class Backup:
 
     def load(self):
         """The last committed state, or None (and an empty directory) when it cannot be resumed."""
-        why = self._unresumable()
+        state, why = self._read()
         if why:
             self.reset(why)
             return None
-        state = json.loads(self.path(STATE_FILE).read_text())
         self.prune(state)
         return state
 
-    def _unresumable(self):
+    def _read(self):
         path = self.path(STATE_FILE)
         if not path.exists():
-            return "no backup"
+            return None, "no backup"
         try:
             state = json.loads(path.read_text())
         except (OSError, ValueError):
-            return "unreadable backup state"
+            return None, "unreadable backup state"
         if state.get("version") != STATE_VERSION or state.get("fingerprint") != self.fingerprint:
-            return "backup made with other settings or inputs"
+            return None, "backup made with other settings or inputs"
         for entry in state["files"].values():
             file = self.path(entry["file"])
             # A file that is missing or altered cannot be the one this state was committed with.
             if not file.exists() or file_sha256(file) != entry["sha256"]:
-                return f"backup file {entry['file']} is missing or damaged"
-        return None
+                return None, f"backup file {entry['file']} is missing or damaged"
+        return state, None
 
     def reset(self, why):
         if self.directory.exists():
@@ -131,8 +130,12 @@ class Backup:
         keep = {STATE_FILE, "tensorboard", CACHE_DIR}
         keep |= {entry["file"] for entry in state["files"].values()}
         for item in self.directory.iterdir():
-            if item.name not in keep:
-                shutil.rmtree(item) if item.is_dir() else item.unlink()
+            if item.name in keep:
+                continue
+            if item.is_dir():
+                shutil.rmtree(item)
+            else:
+                item.unlink()
 
     def write(self, name, save, epoch):
         """Write file `name` of `epoch` with `save(path)` under a temporary name (a prefix: Keras

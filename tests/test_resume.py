@@ -125,6 +125,37 @@ def test_decisions_match_keras_callbacks_also_when_resumed_after_every_epoch(
     ]
 
 
+@pytest.mark.parametrize(
+    ("monitor", "restored_epoch"), [("val_loss", 2), ("val_accuracy", 1)], ids=["same", "other"]
+)
+def test_early_stopping_restores_its_best_weights_across_a_resume(
+    tmp_path, monitor, restored_epoch
+):
+    """By the checkpoint's monitor the best epoch is 2 (0-based), by val_accuracy it is 1: with
+    another monitor than the checkpoint's, early stopping keeps its own best weights."""
+    config = {
+        "early_stopping": {"monitor": monitor, "patience": 5},
+        "reduce_lr": {"enabled": False},
+    }
+    logs = [(0.9, 0.5), (0.95, 0.7), (0.8, 0.6), (0.85, 0.65)]
+    backup = resume.Backup(tmp_path, "fp")
+    backup.reset("test")
+    keeper = None
+    for epoch, (loss, accuracy) in enumerate(logs):
+        if epoch in (0, 2):  # the job is killed after epoch 1 and resumed
+            model = tiny_model()
+            keeper = resume.ResumableTraining(config, backup, backup.load() if epoch else None)
+            keeper.set_model(model)
+            keeper.on_train_begin()
+        # Weights that say which epoch they are from.
+        model.layers[0].bias.assign([float(epoch)])
+        keeper.on_epoch_begin(epoch)
+        keeper.on_epoch_end(epoch, {"loss": loss, "val_loss": loss, "val_accuracy": accuracy})
+    keeper.on_train_end()
+    assert float(model.layers[0].bias.numpy()[0]) == restored_epoch
+    assert keeper.state["checkpoint"]["best_epoch"] == 3
+
+
 def test_a_damaged_or_missing_backup_file_is_not_resumed(tmp_path, caplog):
     backup = resume.Backup(tmp_path / "backup", "fp")
     backup.reset("test")
@@ -203,17 +234,21 @@ train(**json.load(open(sys.argv[1])))
 EPOCHS = 4
 
 
-def run_job(root, settings, inputs, kill_at=None):
+# Every training set cached on disk, as a large one is.
+DISK_CACHE = "import smallcnn.datasets; smallcnn.datasets.MEMORY_CACHE_BYTES = 0\n"
+
+
+def run_job(root, settings, inputs, kill_at=None, prelude="", env=()):
     """Train in a fresh process, which SIGKILLs itself at `kill_at`; its exit status and log."""
     root.mkdir(parents=True, exist_ok=True)
     job = root / "job.json"
     job.write_text(json.dumps({"settings": settings, "inputs": inputs, **outputs(root, "run")}))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **dict(env)}
     env.pop(resume.KILL_ENV, None)
     if kill_at:
         env[resume.KILL_ENV] = kill_at
     result = subprocess.run(
-        [sys.executable, "-c", TRAIN_JOB, str(job)],
+        [sys.executable, "-c", prelude + TRAIN_JOB, str(job)],
         env=env,
         capture_output=True,
         text=True,
@@ -287,3 +322,24 @@ def test_a_job_killed_at_any_point_resumes_as_the_uninterrupted_run(
     assert not Path(paths["backup_dir"]).exists()
     leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or "tmp-" in p.name]
     assert leftovers == []
+
+
+@pytest.mark.slow
+def test_the_disk_cache_of_a_killed_job_stays_in_its_backup_and_is_rebuilt(tmp_path, augmented_job):
+    settings, inputs, reference, _ = augmented_job
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    env = {"TMPDIR": str(system_tmp)}
+    job = tmp_path / "job"
+    # Killed in the first epoch: the cache it wrote remains, in the job's backup.
+    status, text = run_job(job, settings, inputs, "batch:1", DISK_CACHE, env)
+    assert status == -9, text
+    cache = Path(outputs(job, "run")["backup_dir"]) / resume.CACHE_DIR
+    assert any(p.name.startswith("train.") for p in cache.iterdir()), list(cache.iterdir())
+    status, text = run_job(job, settings, inputs, prelude=DISK_CACHE, env=env)
+    assert status == 0, text
+    assert "caching 16 decoded images" in text
+    rows = history(outputs(job, "run")["history_path"])
+    assert [float(r["loss"]) for r in rows] == pytest.approx([float(r["loss"]) for r in reference])
+    assert not Path(outputs(job, "run")["backup_dir"]).exists()
+    assert [p.name for p in system_tmp.iterdir() if "cache" in p.name] == []
