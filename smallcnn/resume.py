@@ -176,8 +176,9 @@ class Backup:
 def replay_shuffles(dataset, epochs):
     """Advance a dataset's reshuffling past `epochs` epochs, so that a resumed run sees the batch
     order the uninterrupted run would: a seeded tf.data shuffle draws a new order per iterator,
-    and Keras makes one iterator per epoch (not with steps_per_epoch over a repeated dataset,
-    whose one iterator spans the run: there the order after a resume differs, still seeded)."""
+    and Keras makes one iterator per epoch. Not for a repeated dataset (steps_per_epoch set),
+    which Keras reads through one iterator for the whole run: its order after a resume differs
+    from the uninterrupted run's, still seeded."""
     for _ in range(epochs):
         iter(dataset)
 

@@ -343,7 +343,8 @@ def train(
         if keeper.finished(settings["epochs"]):
             log.info("%s: training had finished before the job stopped; publishing", name)
         else:
-            resume.replay_shuffles(data.train, keeper.initial_epoch)
+            if not settings.get("steps_per_epoch"):  # else one iterator spans the whole run
+                resume.replay_shuffles(data.train, keeper.initial_epoch)
             model.fit(
                 data.train,
                 validation_data=data.validation,
