@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, make_class_images
 
-from smallcnn import devices, features, training
+from smallcnn import devices, features, resume, training
 
 CALLBACKS = {
     "checkpoint": {"monitor": "val_loss"},
@@ -213,21 +213,20 @@ def start_job(tmp_path, settings, inputs, name):
 
 
 def kill_after_first_epoch(process, backup_dir):
-    """SIGKILL the job once the backup says an epoch finished; the epochs backed up by then."""
-    metadata = backup_dir / "keras" / "training_metadata.json"
+    """SIGKILL the job, from outside and at no chosen instant, once the backup says an epoch
+    finished; the epochs backed up by then."""
+    state = backup_dir / resume.STATE_FILE
     started = time.time()
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        # Written by this job, not left by an earlier one.
-        if metadata.exists() and metadata.stat().st_mtime > started:
-            try:
-                epoch = json.loads(metadata.read_text())["epoch"]
-            except (ValueError, KeyError):
-                epoch = 0
-            if epoch >= 1:
+        try:
+            # Written by this job, not left by an earlier one; renamed into place, never partial.
+            if state.stat().st_mtime > started and json.loads(state.read_text())["epoch"] >= 1:
                 process.send_signal(signal.SIGKILL)
                 process.wait()
-                return json.loads(metadata.read_text())["epoch"]
+                return json.loads(state.read_text())["epoch"]
+        except FileNotFoundError:
+            pass  # not written yet, or cleared by the job starting afresh
         if process.poll() is not None:
             raise AssertionError("the training job ended before it could be killed")
         time.sleep(0.02)
@@ -271,26 +270,6 @@ def test_a_killed_job_resumes_after_its_last_finished_epoch(tmp_path, splits):
         if abs(rates[e] - rates[e - 1]) > 1e-12
     ]
     assert not backup_dir.exists()
-
-
-@pytest.mark.slow
-def test_a_job_killed_after_training_publishes_without_training_again(
-    tmp_path, splits, monkeypatch, caplog
-):
-    paths = outputs(tmp_path, "scratch")
-
-    def killed(source, target):
-        raise KeyboardInterrupt("killed while publishing")
-
-    monkeypatch.setattr(training, "_publish", killed)
-    with pytest.raises(KeyboardInterrupt):
-        training.train(settings_for("scratch"), splits, **paths)
-    monkeypatch.undo()
-    with caplog.at_level("INFO", logger="smallcnn.training"):
-        summary = training.train(settings_for("scratch"), splits, **paths)
-    assert "training had finished before the job stopped" in caplog.text
-    assert summary["epochs_run"] == 2
-    assert [int(r["epoch"]) for r in history(paths["history_path"])] == [0, 1]
 
 
 def test_class_weights_are_inverse_frequency_when_asked_or_imbalanced():
