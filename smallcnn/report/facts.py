@@ -25,9 +25,8 @@ def data_section(splits, manifest_path, rejections_path):
         for label in counts.index
     ]
     totals = [int(v) for v in counts.sum(axis=0)]
-    per_class = counts.sum(axis=1)
     # The largest class over the smallest: what class_weight auto and the primary metric react to.
-    train = counts["train"] if "train" in counts else per_class
+    train = counts.get("train", counts.sum(axis=1))
     imbalance = float(train.max() / train.min()) if train.min() else None
 
     manifest = read_csv(manifest_path, MANIFEST_COLUMNS)

@@ -7,8 +7,8 @@ import numpy as np
 from smallcnn import figures, registry
 from smallcnn.errors import UserError
 from smallcnn.report import charts, classes
-from smallcnn.report.results import spread
 from smallcnn.stats import accuracy_ci95, t_quantile
+from smallcnn.summary import spread
 
 THUMBNAIL_PIXELS = 112
 AUGMENTATION_COLUMNS = 5

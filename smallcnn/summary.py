@@ -1,11 +1,17 @@
-"""Per-experiment figures over seeds: results/summary.csv and the report's summary rows."""
+"""results/summary.csv: one row per experiment, its figures over the seeds.
+
+Outside the report package on purpose: the summarize rule's code identity then covers this
+module alone, and a change to the report reruns only the report.
+"""
 
 import csv
+import json
 import math
 from pathlib import Path
 
 from smallcnn.errors import UserError
-from smallcnn.report.loading import METRICS_KEYS, read_json, run_key
+
+METRICS_KEYS = ("test_accuracy", "test_loss", "roc_auc", "balanced_accuracy", "macro_f1")
 
 SUMMARY_COLUMNS = (
     "experiment",
@@ -66,9 +72,10 @@ def write_summary(metrics, experiments, out):
     """
     by_experiment = {}
     for path in metrics:
-        name, seed = run_key(path)
-        data = read_json(path, METRICS_KEYS)
-        by_experiment.setdefault(name, []).append({**data, "seed": seed})
+        path = Path(path)
+        data = _read_metrics(path)
+        # results/metrics/<experiment>/<seed>.json
+        by_experiment.setdefault(path.parent.name, []).append({**data, "seed": int(path.stem)})
     rows = []
     for experiment in experiments:
         runs = sorted(by_experiment.get(experiment["name"], []), key=lambda m: m["seed"])
@@ -83,3 +90,17 @@ def write_summary(metrics, experiments, out):
         for row in rows:
             writer.writerow({k: "" if v is None else v for k, v in row.items()})
     return rows
+
+
+def _read_metrics(path):
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"cannot read {path}: {error}; rerun the job that writes it") from None
+    missing = [key for key in METRICS_KEYS if key not in data]
+    if missing:
+        raise UserError(
+            f"{path} lacks {', '.join(missing)}: it was written by another version of the "
+            "workflow; delete it and rerun"
+        )
+    return data
