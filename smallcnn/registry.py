@@ -102,7 +102,7 @@ KINDS = {
             builder=None,
             conv_base_keys=("unfreeze_from",),
             fixed_keys=("dense_units", "dropout"),
-            description="{start} fine-tuned with {base} unfrozen from {unfreeze_from}",
+            description="the {start} model fine-tuned, {base} unfrozen from {unfreeze_from}",
             book_accuracy=0.968,
         ),
     )

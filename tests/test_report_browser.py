@@ -220,9 +220,10 @@ def test_fabricated_report_in_chromium(tmp_path):
     out = tmp_path / "results" / "report.html"
     write_report(report_inputs(tmp_path, ALL), report_settings(ALL), out)
     seen = assert_report_reads_well(out)
-    assert len(seen["images"]) == 1 + 5 + 3
-    # Summary, McNemar, five confusion matrices, splits, rejections, training, jobs, versions.
-    assert seen["tables"] == 12
+    assert len(seen["images"]) == 1 + 5 + 3 + 2  # and the two images of a near-duplicate pair
+    # Summary, McNemar, five confusion matrices, splits, near-duplicate pairs, rejections,
+    # settings, training, jobs, versions.
+    assert seen["tables"] == 14
 
 
 @pytest.mark.slow

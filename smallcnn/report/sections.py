@@ -26,6 +26,15 @@ SETTING_KEYS = (
 )
 
 
+# Short headers: the settings table must fit the page beside the conv base column.
+SETTING_HEADERS = {
+    "batch_size": "batch",
+    "learning_rate": "learning rate",
+    "dense_units": "dense",
+    "class_weight": "class weight",
+}
+
+
 def interval(runs):
     """95% interval of the mean test accuracy: over the test images (Wilson) for one seed,
     over the seeds (t-interval) for several."""
@@ -309,7 +318,7 @@ def settings_rows(experiments, runs_by_experiment):
         overridden = set(experiment["overrides"])
         cells = [
             {
-                "key": key,
+                "key": SETTING_HEADERS.get(key, key),
                 "value": settings.get(key, "kept" if key in ("dense_units", "dropout") else "-"),
                 "overridden": key in overridden,
             }
