@@ -1,5 +1,6 @@
 """ImageNet weights of a conv base, fetched by their own job (never inside a training job)."""
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -11,28 +12,73 @@ from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
 
-# keras.applications' own addresses of the weights without the classifier on top.
 _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications"
+# keras.applications' own address of each base's weights without the classifier on top, with the
+# hash Keras publishes for that file (md5 in keras/src/applications/<module>.py, where
+# keras.utils.get_file checks it). Keras publishes none for MobileNetV2.
 IMAGENET_NOTOP = {
-    "vgg16": f"{_KERAS}/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "resnet50": f"{_KERAS}/resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "mobilenetv2": (
-        f"{_KERAS}/mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    "vgg16": (
+        f"{_KERAS}/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "6d6bbae143d832006294945121d1f1fc",
     ),
-    "efficientnetb0": "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
+    "resnet50": (
+        f"{_KERAS}/resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "4d473c1dd8becc155b73f8504c6f6626",
+    ),
+    "mobilenetv2": (
+        f"{_KERAS}/mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+        None,
+    ),
+    "efficientnetb0": (
+        "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
+        "50bc09e76180e00e4465e1a485ddc09d",
+    ),
 }
 
 
-def fetch_imagenet_weights(base, out, url=None):
-    """Download the ImageNet weights of `base` without its top and save them as `out`
-    (.weights.h5, the format build_conv_base loads). `url` overrides Keras' address."""
+def file_hash(path, algorithm):
+    """The hex digest of a file, read in chunks (weights files run to hundreds of MB)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as stream:
+        while chunk := stream.read(2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(path, expected, host):
+    """Delete `path` and stop unless its hash is `expected` (md5 or sha256, by its length)."""
+    algorithm = "sha256" if len(expected) == 64 else "md5"
+    actual = file_hash(path, algorithm)
+    if actual != expected.lower():
+        Path(path).unlink()
+        raise UserError(
+            f"the weights downloaded from {host} have {algorithm} {actual}, not the "
+            f"published {expected}: the file was corrupted or substituted and has been deleted; "
+            "download again, or set conv_base.weights to a local .weights.h5 file you trust"
+        )
+
+
+def fetch_imagenet_weights(base, out, url=None, expected_hash=None):
+    """Download the ImageNet weights of `base` without its top, verify them against the hash
+    Keras publishes, and save them as `out` (.weights.h5, the format build_conv_base loads).
+
+    `url` overrides Keras' address (a mirror of the same file); `expected_hash` (md5 or sha256)
+    overrides the published hash, for a file that differs from Keras' or has none published.
+    """
     import keras
 
     if base not in IMAGENET_NOTOP:
         raise UserError(
             f"no ImageNet weights known for {base!r}: choose one of {', '.join(IMAGENET_NOTOP)}"
         )
-    url = url or IMAGENET_NOTOP[base]
+    known_url, published = IMAGENET_NOTOP[base]
+    url = url or known_url
+    expected_hash = expected_hash or published
+    if expected_hash is None:
+        raise UserError(
+            f"Keras publishes no hash for the {base} ImageNet weights, so a download cannot be "
+            f"verified: fetch {known_url} yourself, check it, and set conv_base.weights to its path"
+        )
     host = urllib.parse.urlparse(url).hostname
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -49,12 +95,17 @@ def fetch_imagenet_weights(base, out, url=None):
                 f"cannot download the {base} ImageNet weights from {host} ({error}); "
                 "without network, set conv_base.weights to the path of a local .weights.h5 file"
             ) from None
+        # Checked here rather than by get_file's file_hash, whose error names neither the hash
+        # it found nor the file, and which leaves the bad file in place.
+        verify(downloaded, expected_hash, host)
         application, _ = models.CONV_BASES[base]
         try:
             model = application(include_top=False, weights=downloaded)
         except (ValueError, OSError) as error:
-            raise UserError(f"{url} is not a {base} weights file ({error})") from None
+            raise UserError(f"{host} sent no {base} weights file ({error})") from None
         partial = out.with_name(out.name + ".partial.weights.h5")
         model.save_weights(partial)
         os.replace(partial, out)
-    log.info("saved %s ImageNet weights from %s to %s", base, host, out)
+    log.info(
+        "saved %s ImageNet weights from %s (%s verified) to %s", base, host, expected_hash, out
+    )
