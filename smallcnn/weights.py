@@ -46,14 +46,15 @@ def file_hash(path, algorithm):
 
 
 def verify(path, expected, host):
-    """Delete `path` and stop unless its hash is `expected` (md5 or sha256, by its length)."""
+    """Delete `path` and stop unless its hash is `expected` (md5 or sha256, told by its length:
+    Keras publishes md5 for its older files)."""
     algorithm = "sha256" if len(expected) == 64 else "md5"
     actual = file_hash(path, algorithm)
     if actual != expected.lower():
         Path(path).unlink()
         raise UserError(
             f"the weights downloaded from {host} have {algorithm} {actual}, not the "
-            f"published {expected}: the file was corrupted or substituted and has been deleted; "
+            f"expected {expected}: the file was corrupted or substituted and has been deleted; "
             "download again, or set conv_base.weights to a local .weights.h5 file you trust"
         )
 

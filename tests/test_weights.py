@@ -72,7 +72,7 @@ def test_verify_deletes_a_mismatching_file_and_keeps_a_matching_one(tmp_path):
     sha256 = hashlib.sha256(b"weights").hexdigest()
     weights.verify(path, sha256.upper(), "127.0.0.1")
     assert path.exists()
-    with pytest.raises(UserError, match=f"sha256 {sha256}, not the published 0{{63}}"):
+    with pytest.raises(UserError, match=f"sha256 {sha256}, not the expected 0{{63}}"):
         weights.verify(path, "0" * 64, "127.0.0.1")
     assert not path.exists()
 
