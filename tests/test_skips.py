@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import REPO
 
-EXAMPLE = '''
+EXAMPLE = """
 import pytest
 from conftest import needs, skip_or_fail
 
@@ -22,7 +22,7 @@ def test_needs_what_is_there():
 
 def test_lacks_its_data():
     skip_or_fail("the data set is absent")
-'''
+"""
 
 
 def run_example(tmp_path, ci):
