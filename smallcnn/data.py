@@ -90,15 +90,10 @@ def prepare(
         else:
             row.update(status="unlabelled", detail=f"outside the {layout.describe()}")
 
-    limit = images.max_file_bytes(max_image_pixels)
-
     def check(member):
-        if member.size > limit:
-            return {
-                "status": "too_large",
-                "detail": f"{member.size:,} bytes: larger than any image within "
-                f"data.max_image_pixels={max_image_pixels:,} can be",
-            }
+        refused = images.too_large(member.size, max_image_pixels)
+        if refused:
+            return {"status": refused.status, "detail": refused.detail}
         try:
             data = origin.read(member.name)
         except (OSError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError) as error:

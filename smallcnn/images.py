@@ -63,6 +63,18 @@ def max_file_bytes(max_image_pixels):
     return 4 * max_image_pixels + METADATA_BYTES
 
 
+def too_large(size, max_image_pixels):
+    """An Inspection rejecting a file of `size` bytes that no image within the pixel bound can
+    fill, else None: such a file is refused before it is read."""
+    if size <= max_file_bytes(max_image_pixels):
+        return None
+    return Inspection(
+        "too_large",
+        f"{size:,} bytes: larger than any image within "
+        f"data.max_image_pixels={max_image_pixels:,} can be",
+    )
+
+
 def tensorflow():
     """TensorFlow, imported on first use: it takes seconds, and splitting, the demo and the
     marker walk do without it."""

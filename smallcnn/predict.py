@@ -5,6 +5,8 @@
 
 One row per file: file, predicted, probability, error. A file that cannot be read gets a row with
 the error and the others go on; the exit status is non-zero only when nothing was classified.
+Every file passes the same checks as in the data stage (smallcnn.images), bounds on size and pixel
+count included, before anything decodes it: a decompression bomb gets a row, not the memory.
 """
 
 import argparse
@@ -17,12 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from smallcnn import datasets, evaluation, features, models
+from smallcnn import datasets, evaluation, features, images, models
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 32
+# config.yaml's data.min_side and data.max_image_pixels: a model file does not record the bounds
+# its data stage used, so the defaults apply unless the command line says otherwise.
+MIN_SIDE = 32
+MAX_IMAGE_PIXELS = 40_000_000
 
 
 def expand(paths):
@@ -40,6 +46,21 @@ def expand(paths):
         else:
             files.append(path)
     return files
+
+
+def check_file(path, min_side, max_image_pixels):
+    """(bytes ready for the decoder training uses, None) for a usable image, or (None, why not)."""
+    # At most one byte past the bound is read, so that neither a huge file nor an endless
+    # device (whose size says nothing) is read into memory.
+    with open(path, "rb") as stream:
+        data = stream.read(images.max_file_bytes(max_image_pixels) + 1)
+    found = images.too_large(len(data), max_image_pixels) or images.inspect_image(
+        data, Path(path).suffix.lower(), min_side, max_image_pixels
+    )
+    if found.status != "ok":
+        return None, f"{found.status}: {found.detail}"
+    # The data stage stores such files as RGB PNG, which is what the model was trained on.
+    return (images.to_rgb_png(data) if found.convert else data), None
 
 
 def _short(message):
@@ -73,8 +94,9 @@ def _feature_base(conv_base, weights):
     return models.build_conv_base(conv_base["name"], weights, (*size, 3)), size
 
 
-def predict(model_path, paths, weights=None):
-    """Rows {file, predicted, probability, error} for every file of `paths`."""
+def predict(model_path, paths, weights=None, min_side=MIN_SIDE, max_image_pixels=MAX_IMAGE_PIXELS):
+    """Rows {file, predicted, probability, error} for every file of `paths`; a file outside
+    the bounds of the data stage (`min_side`, `max_image_pixels`) gets an error row."""
     import keras
     import tensorflow as tf
 
@@ -105,7 +127,11 @@ def predict(model_path, paths, weights=None):
         row = {"file": str(path), "predicted": "", "probability": "", "error": ""}
         rows.append(row)
         try:
-            image = datasets.decode_and_resize(tf.io.read_file(str(path)), image_size)
+            data, problem = check_file(path, min_side, max_image_pixels)
+            if problem:
+                row["error"] = _short(problem)
+                continue
+            image = datasets.decode_and_resize(data, image_size)
         except (tf.errors.OpError, OSError) as error:
             row["error"] = _short(getattr(error, "message", None) or str(error))
             continue
@@ -129,11 +155,24 @@ def main(argv=None):
         "--weights",
         help="for features.keras: the conv base weights file the features were extracted with",
     )
+    parser.add_argument(
+        "--min-side",
+        type=int,
+        default=MIN_SIDE,
+        help=f"reject images with a shorter side, as data.min_side (default {MIN_SIDE})",
+    )
+    parser.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=MAX_IMAGE_PIXELS,
+        help="reject images with more pixels, as data.max_image_pixels "
+        f"(default {MAX_IMAGE_PIXELS:,})",
+    )
     parser.add_argument("paths", nargs="+", metavar="IMAGE_OR_DIR")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
-        rows = predict(args.model, args.paths, args.weights)
+        rows = predict(args.model, args.paths, args.weights, args.min_side, args.max_image_pixels)
     except (UserError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

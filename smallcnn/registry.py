@@ -122,8 +122,11 @@ class Base:
     application: str
     preprocess_module: str
     preprocessing: str
-    # Keras' own address of the ImageNet weights without the classifier on top.
+    # Keras' own address of the ImageNet weights without the classifier on top, and the hash
+    # Keras publishes for that file (md5, in keras/src/applications/<module>.py, where
+    # keras.utils.get_file checks it); None where Keras publishes none (MobileNetV2).
     imagenet_notop_url: str
+    imagenet_notop_hash: str | None
 
 
 _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications"
@@ -139,6 +142,7 @@ BASES = {
             preprocess_module="vgg16",
             preprocessing=f"keras.applications.vgg16.preprocess_input ({_CAFFE})",
             imagenet_notop_url=f"{_KERAS}/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            imagenet_notop_hash="6d6bbae143d832006294945121d1f1fc",
         ),
         Base(
             name="mobilenetv2",
@@ -150,6 +154,7 @@ BASES = {
                 f"{_KERAS}/mobilenet_v2/"
                 "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
             ),
+            imagenet_notop_hash=None,
         ),
         Base(
             name="resnet50",
@@ -160,6 +165,7 @@ BASES = {
             imagenet_notop_url=(
                 f"{_KERAS}/resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
             ),
+            imagenet_notop_hash="4d473c1dd8becc155b73f8504c6f6626",
         ),
         Base(
             name="efficientnetb0",
@@ -172,6 +178,7 @@ BASES = {
             imagenet_notop_url=(
                 "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5"
             ),
+            imagenet_notop_hash="50bc09e76180e00e4465e1a485ddc09d",
         ),
     )
 }

@@ -1,38 +1,64 @@
 """ImageNet weights of a conv base, fetched by their own job (never inside a training job)."""
 
+import hashlib
 import logging
 import os
 import tempfile
 import urllib.parse
 from pathlib import Path
 
-from smallcnn import models
+from smallcnn import models, registry
 from smallcnn.errors import UserError
+from smallcnn.redact import redact
 
 log = logging.getLogger(__name__)
 
-# keras.applications' own addresses of the weights without the classifier on top.
-_KERAS = "https://storage.googleapis.com/tensorflow/keras-applications"
-IMAGENET_NOTOP = {
-    "vgg16": f"{_KERAS}/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "resnet50": f"{_KERAS}/resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "mobilenetv2": (
-        f"{_KERAS}/mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-    ),
-    "efficientnetb0": "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
-}
+
+def file_hash(path, algorithm):
+    """The hex digest of a file, read in chunks (weights files run to hundreds of MB)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as stream:
+        while chunk := stream.read(2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
-def fetch_imagenet_weights(base, out, url=None):
-    """Download the ImageNet weights of `base` without its top and save them as `out`
-    (.weights.h5, the format build_conv_base loads). `url` overrides Keras' address."""
+def verify(path, expected, host):
+    """Delete `path` and stop unless its hash is `expected` (md5 or sha256, told by its length:
+    Keras publishes md5 for its older files)."""
+    algorithm = "sha256" if len(expected) == 64 else "md5"
+    actual = file_hash(path, algorithm)
+    if actual != expected.lower():
+        Path(path).unlink()
+        raise UserError(
+            f"the weights downloaded from {host} have {algorithm} {actual}, not the "
+            f"expected {expected}: the file was corrupted or substituted and has been deleted; "
+            "download again, or set conv_base.weights to a local .weights.h5 file you trust"
+        )
+
+
+def fetch_imagenet_weights(base, out, url=None, expected_hash=None):
+    """Download the ImageNet weights of `base` without its top, verify them against the hash
+    Keras publishes, and save them as `out` (.weights.h5, the format build_conv_base loads).
+
+    `url` overrides Keras' address (a mirror of the same file); `expected_hash` (md5 or sha256)
+    overrides the published hash, for a file that differs from Keras' or has none published.
+    """
     import keras
 
-    if base not in IMAGENET_NOTOP:
+    if base not in registry.BASES:
         raise UserError(
-            f"no ImageNet weights known for {base!r}: choose one of {', '.join(IMAGENET_NOTOP)}"
+            f"no ImageNet weights known for {base!r}: choose one of {', '.join(registry.BASES)}"
         )
-    url = url or IMAGENET_NOTOP[base]
+    known_url = registry.BASES[base].imagenet_notop_url
+    published = registry.BASES[base].imagenet_notop_hash
+    url = url or known_url
+    expected_hash = expected_hash or published
+    if expected_hash is None:
+        raise UserError(
+            f"Keras publishes no hash for the {base} ImageNet weights, so a download cannot be "
+            f"verified: fetch {known_url} yourself, check it, and set conv_base.weights to its path"
+        )
     host = urllib.parse.urlparse(url).hostname
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -46,14 +72,19 @@ def fetch_imagenet_weights(base, out, url=None):
             )
         except Exception as error:  # get_file wraps every network failure in a plain Exception
             raise UserError(
-                f"cannot download the {base} ImageNet weights from {host} ({error}); "
+                f"cannot download the {base} ImageNet weights from {host} ({redact(str(error))}); "
                 "without network, set conv_base.weights to the path of a local .weights.h5 file"
             ) from None
+        # Checked here rather than by get_file's file_hash, whose error names neither the hash
+        # it found nor the file, and which leaves the bad file in place.
+        verify(downloaded, expected_hash, host)
         try:
             model = models.application(base)(include_top=False, weights=downloaded)
         except (ValueError, OSError) as error:
-            raise UserError(f"{url} is not a {base} weights file ({error})") from None
+            raise UserError(f"{host} sent no {base} weights file ({error})") from None
         partial = out.with_name(out.name + ".partial.weights.h5")
         model.save_weights(partial)
         os.replace(partial, out)
-    log.info("saved %s ImageNet weights from %s to %s", base, host, out)
+    log.info(
+        "saved %s ImageNet weights from %s (%s verified) to %s", base, host, expected_hash, out
+    )

@@ -16,6 +16,37 @@ SHARED = REPO.parent / "shared"
 BIN = Path(sys.executable).parent
 
 
+def in_ci():
+    """True under continuous integration, which sets CI (GitHub, GitLab and most others: "true")."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def skip_or_fail(reason):
+    """Skip a test that lacks a tool or data set, saying which; in CI, fail it instead, so that
+    a missing binary cannot pass a broken feature off as a skip."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set: what CI lacks is a failure there, not a skip)")
+    pytest.skip(reason)
+
+
+def needs(missing):
+    """Mark for tests that need something this machine may lack: `missing` says what is
+    missing and why, or is None when nothing is. Checked before any fixture runs (see
+    pytest_runtest_setup), so that a test does not build its inputs only to skip."""
+    return pytest.mark.needs(missing)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs(missing): skip, or fail in CI, when missing is set")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs"):
+        if mark.args[0] is not None:
+            skip_or_fail(mark.args[0])
+
+
 def make_class_images(root, classes=("cat", "dog"), per_class=10, size=(48, 48), seed=0, ext="jpg"):
     """Write `<root>/<class>/<i>.<ext>`: class k is a bright square at a class-specific place,
     so that a small convnet can tell the classes apart. Returns the list of paths."""
@@ -88,10 +119,10 @@ def run_snakemake(workdir, targets, config=None, configfiles=(), args=(), check=
 
 @pytest.fixture
 def shared_data():
-    """The real 4,000-photo zip from ../shared, or a skip saying why."""
+    """The real 4,000-photo zip from ../shared, or a skip (a failure in CI) saying why."""
     path = SHARED / "data" / "dogs-vs-cats-4000.zip"
     if not path.exists():
-        pytest.skip(f"{path} is absent (../shared is not beside the project)")
+        skip_or_fail(f"{path} is absent (../shared is not beside the project)")
     return path
 
 

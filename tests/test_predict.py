@@ -4,10 +4,13 @@ import csv
 import io
 import os
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 
 import pytest
+import yaml
 from conftest import REPO, make_class_images
 
 from smallcnn import models, predict
@@ -56,7 +59,8 @@ def test_every_file_gets_a_row_and_bad_ones_an_error(model_path, mixed_folder, t
         assert rows[name]["error"] == ""
     for name in ("broken.jpg", "notes.txt"):
         assert rows[name]["predicted"] == "" and rows[name]["error"]
-    assert "Invalid JPEG" in rows["broken.jpg"]["error"]
+    assert rows["broken.jpg"]["error"].startswith("corrupt: starts like a JPEG")
+    assert rows["notes.txt"]["error"].startswith("not_image: ")
     assert "classified 4 of 6 files" in capsys.readouterr().err
 
 
@@ -127,3 +131,77 @@ def model_path_of(model, tmp_path):
     path = tmp_path / f"{model.name}.keras"
     model.save(path)
     return path
+
+
+def grey_png(path, width, height):
+    """A black 8-bit greyscale PNG written row by row: a huge pixel count in a small file (a
+    15000 x 15000 one is 219 KB), without holding its pixels in memory."""
+
+    def chunk(kind, body):
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    packer = zlib.compressobj(9)
+    row = bytes(1 + width)  # filter byte, then the pixels
+    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def test_the_defaults_are_the_data_stages(tmp_path):
+    data = yaml.safe_load((REPO / "config.yaml").read_text())["data"]
+    assert (
+        data["min_side"],
+        data["max_image_pixels"],
+    ) == (predict.MIN_SIDE, predict.MAX_IMAGE_PIXELS)
+
+
+def test_images_outside_the_data_stages_bounds_get_a_row_with_the_reason(model_path, tmp_path):
+    many = grey_png(tmp_path / "many.png", 1200, 1000)
+    small = grey_png(tmp_path / "small.png", 64, 20)
+    fine = grey_png(tmp_path / "fine.png", 64, 48)
+    rows = predict.predict(model_path, [many, small, fine], max_image_pixels=1_000_000)
+    errors = {os.path.basename(row["file"]): row["error"] for row in rows}
+    assert errors["many.png"] == (
+        "too_many_pixels: 1200x1000 is more than data.max_image_pixels=1000000"
+    )
+    assert errors["small.png"].startswith("too_small: 64x20")
+    # Greyscale is converted as in the data stage, then classified.
+    assert errors["fine.png"] == "" and rows[2]["predicted"] in ("cat", "dog")
+
+
+def test_an_endless_file_is_not_read_past_the_bound(model_path):
+    rows = predict.predict(model_path, ["/dev/zero"], max_image_pixels=1024)
+    assert rows[0]["error"].startswith("too_large: ")
+
+
+@pytest.mark.slow
+def test_a_decompression_bomb_leaves_memory_flat(model_path, tmp_path):
+    """Peak memory of the command on a 15000 x 15000 PNG of 219 KB is that of a small image.
+    Before the bound, decoding it added about 690 MB (1,348 vs 656 MB peak RSS)."""
+    bomb = grey_png(tmp_path / "bomb.png", 15000, 15000)
+    fine = grey_png(tmp_path / "fine.png", 64, 48)
+
+    def peak_rss_mb(image):
+        script = (
+            "import resource, sys\n"
+            "from smallcnn import predict\n"
+            "predict.main(sys.argv[1:])\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script, "--model", str(model_path), str(image)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            timeout=300,
+        )
+        return result.stdout, int(result.stderr.split()[-1])
+
+    rows, bomb_mb = peak_rss_mb(bomb)
+    assert "too_many_pixels" in rows
+    _, fine_mb = peak_rss_mb(fine)
+    assert bomb_mb - fine_mb < 100, f"{bomb_mb} MB on the bomb, {fine_mb} MB on a small image"

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import needs
 from test_report import ALL, SECTIONS, fabricate_results, report_inputs, report_settings
 
 from smallcnn.report import write_report
@@ -35,8 +36,8 @@ CHROMIUM_FLAGS = [
 # Guards against a hung browser; not a speed requirement.
 PROTOCOL_TIMEOUT = 120
 
-pytestmark = pytest.mark.skipif(
-    not os.access(CHROMIUM, os.X_OK), reason=f"{CHROMIUM} is missing (Debian package chromium)"
+pytestmark = needs(
+    None if os.access(CHROMIUM, os.X_OK) else f"{CHROMIUM} is missing (Debian package chromium)"
 )
 
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 import yaml
-from conftest import BIN, REPO
+from conftest import BIN, REPO, needs
 from slurm_cluster import GPU_TYPE, NODE_CPUS, run_in_cluster, why_not_runnable
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
@@ -25,9 +25,7 @@ TINY = {
 # Seconds for Snakemake; the cluster driver adds its own margin for starting and stopping daemons.
 SNAKEMAKE_TIMEOUT = 900
 
-pytestmark = pytest.mark.skipif(
-    (reason := why_not_runnable()) is not None, reason=f"no private SLURM cluster: {reason}"
-)
+pytestmark = needs((reason := why_not_runnable()) and f"no private SLURM cluster: {reason}")
 
 
 def cluster_profile(site_profile):
