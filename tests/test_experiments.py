@@ -199,7 +199,7 @@ def declared_run(tmp_path_factory):
         "experiments": DECLARED,
         "seeds": SEEDS,
     }
-    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     # One thread per training job: the summaries must say TensorFlow ran with what was declared.
     run_snakemake(
         root / "work",
@@ -212,7 +212,7 @@ def declared_run(tmp_path_factory):
 
 def dry_run(root, tmp_path, change):
     extra = tmp_path / "change.yaml"
-    extra.write_text(yaml.safe_dump(change))
+    extra.write_text(yaml.safe_dump(change, sort_keys=False))
     result = run_snakemake(
         root / "work",
         ["results/report.html"],
