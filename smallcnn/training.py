@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from smallcnn import datasets, devices, features, models, registry
+from smallcnn import cached_validation, datasets, devices, features, models, registry
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -625,12 +625,17 @@ def train(
         if state.complete or state.epochs.get(str(resume_epoch), {}).get("stopped_early"):
             log.info("%s: training had finished before the job stopped; publishing", name)
         else:
+            with runtime.strategy.scope():
+                validation = cached_validation.setup(
+                    model, settings, inputs, data.validation, cache_dir, runtime
+                )
             model.fit(
                 data.train,
-                validation_data=data.validation,
+                validation_data=validation.data,
                 epochs=settings["epochs"],
                 steps_per_epoch=data.steps,
-                callbacks=keeper.callbacks(),
+                # The cached validation first: the others read the val_* it puts in the logs.
+                callbacks=validation.callbacks + keeper.callbacks(),
                 class_weight=weighting,
                 # The datasets shuffle themselves, seeded.
                 shuffle=False,

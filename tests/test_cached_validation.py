@@ -1,0 +1,178 @@
+"""Validation on cached activations of frozen layers gives the whole model's figures."""
+
+import logging
+import tracemalloc
+
+import h5py
+import keras
+import numpy as np
+import pytest
+from conftest import make_class_images
+
+from smallcnn import cached_validation, datasets, devices, features, models, training
+
+SIZE = (32, 32)
+BATCH = 5  # 12 validation images: the last batch is short, as real splits' often are
+AUGMENTATION = {
+    "rotation": 40,
+    "width_shift": 0.2,
+    "height_shift": 0.2,
+    "shear": 0.2,
+    "zoom": 0.2,
+    "horizontal_flip": True,
+    "fill_mode": "nearest",
+}
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    root = tmp_path_factory.mktemp("splits")
+    make_class_images(root / "train", per_class=6, size=(40, 40), seed=1)
+    make_class_images(root / "validation", per_class=6, size=(40, 40), seed=2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    return devices.configure("float32", multi_gpu=False)
+
+
+def base_weights(base_name, path, seed):
+    """A weights file of the base: the features stage and the model load the same weights."""
+    keras.utils.set_random_seed(seed)
+    models.build_conv_base(base_name, None, (*SIZE, 3)).save_weights(path)
+    return str(path)
+
+
+def frozen_model(base_name, weights):
+    base = models.build_conv_base(base_name, weights, (*SIZE, 3))
+    record = features.weights_record(weights, weights)
+    model = models.build_frozen(
+        base,
+        2,
+        dense_units=8,
+        dropout=0.5,
+        augmentation=AUGMENTATION,
+        seed=3,
+        class_names=["cat", "dog"],
+        conv_base={"name": base.name, "weights": weights, "weights_sha256": record["sha256"]},
+    )
+    return model
+
+
+def compile_(model):
+    training.compile_model(
+        model, {"optimizer": "rmsprop", "learning_rate": 1e-3}, 2, ["val_loss", "val_auc"]
+    )
+
+
+def settings(kind, base_name, unfreeze_from=None, **changes):
+    return {
+        "experiment": kind,
+        "kind": kind,
+        "seed": 3,
+        "image_size": list(SIZE),
+        "batch_size": BATCH,
+        "cache_frozen": True,
+        "conv_base": {"name": base_name, "weights": "w", "unfreeze_from": unfreeze_from},
+        **changes,
+    }
+
+
+def images(directory, class_names=None):
+    return datasets.load_images(directory, SIZE, BATCH, class_names=class_names).dataset
+
+
+def fit_comparing(model, validation, splits, epochs=2):
+    """Train with the cached validation and, after it each epoch, evaluate the whole model on
+    the validation images with the same weights; (cached, whole) figures per epoch."""
+    whole_images = images(splits / "validation", ["cat", "dog"])
+    seen = []
+
+    class Compare(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            whole = model.evaluate(whole_images, verbose=0, return_dict=True)
+            seen.append(({k: logs[f"val_{k}"] for k in whole}, whole))
+
+    model.fit(
+        images(splits / "train"),
+        validation_data=validation.data,
+        epochs=epochs,
+        callbacks=[*validation.callbacks, Compare()],
+        verbose=0,
+    )
+    return seen
+
+
+def assert_equal_figures(seen, epochs=2):
+    assert len(seen) == epochs
+    for cached, whole in seen:
+        assert set(cached) == {"loss", "accuracy", "auc"}
+        for key in cached:
+            assert cached[key] == pytest.approx(whole[key], abs=1e-4), key
+
+
+@pytest.mark.parametrize("base_name", ["vgg16", "mobilenetv2"])
+def test_frozen_validates_on_the_features_file_with_the_whole_models_figures(
+    base_name, splits, runtime, tmp_path, caplog
+):
+    weights = base_weights(base_name, tmp_path / "base.weights.h5", seed=5)
+    out = tmp_path / "validation.h5"
+    features.extract_features(
+        str(splits / "validation"),
+        out,
+        {"name": base_name, "weights": weights},
+        weights,
+        SIZE,
+        32,
+        "float32",
+        seed=0,
+    )
+    model = frozen_model(base_name, weights)
+    compile_(model)
+    inputs = {"validation": str(splits / "validation"), "validation_features": str(out)}
+    with caplog.at_level(logging.INFO, logger="smallcnn.cached_validation"):
+        validation = cached_validation.setup(
+            model, settings("frozen", base_name), inputs, "unused", tmp_path, runtime
+        )
+    assert validation.data is None and len(validation.callbacks) == 1
+    assert "features stage" in caplog.text
+    assert not (tmp_path / "validation-activations.h5").exists()
+    assert_equal_figures(fit_comparing(model, validation, splits))
+
+
+@pytest.mark.parametrize(
+    ("base_name", "unfreeze_from"),
+    [
+        ("vgg16", "block5_conv1"),
+        # Mid-block: the frozen layers feed the rest through two tensors (the residual too).
+        ("mobilenetv2", "block_15_project"),
+        ("mobilenetv2", "block_16_expand"),
+    ],
+)
+def test_finetuned_validates_on_its_frozen_layers_outputs_with_the_whole_models_figures(
+    base_name, unfreeze_from, splits, runtime, tmp_path, caplog
+):
+    weights = base_weights(base_name, tmp_path / "base.weights.h5", seed=5)
+    start = frozen_model(base_name, weights)
+    model = models.with_augmentation(start, AUGMENTATION, 3, name="finetuned")
+    models.make_finetunable(model, unfreeze_from)
+    compile_(model)
+    inputs = {"validation": str(splits / "validation")}
+    with caplog.at_level(logging.INFO, logger="smallcnn.cached_validation"):
+        validation = cached_validation.setup(
+            model,
+            settings("finetuned", base_name, unfreeze_from),
+            inputs,
+            "unused",
+            tmp_path,
+            runtime,
+        )
+    assert validation.data is None
+    assert "computed once" in caplog.text
+    with h5py.File(tmp_path / "validation-activations.h5", "r") as h5:
+        assert h5.attrs["base_model"] == base_name
+        assert h5.attrs["weights_sha256"] == features.file_sha256(weights)
+        assert h5.attrs["unfreeze_from"] == unfreeze_from
+        assert len(h5["labels"]) == 12
+    assert_equal_figures(fit_comparing(model, validation, splits))
