@@ -292,7 +292,7 @@ def setup(model, settings, inputs, validation, cache_dir, runtime):
                 "input_size": list(image_size),
                 "preprocessing": registry.BASES[base_name].preprocessing,
                 "layer": split.layers,
-                "unfreeze_from": settings["conv_base"].get("unfreeze_from", ""),
+                "unfreeze_from": settings["conv_base"].get("unfreeze_from") or "",
                 "keras_version": keras.__version__,
                 "tensorflow_version": _tf_version(),
                 "precision": runtime.policy,

@@ -170,9 +170,85 @@ def test_finetuned_validates_on_its_frozen_layers_outputs_with_the_whole_models_
         )
     assert validation.data is None
     assert "computed once" in caplog.text
+    split, _ = cached_validation.split_at_frozen(model)
     with h5py.File(tmp_path / "validation-activations.h5", "r") as h5:
+        assert len(split.layers) == (2 if unfreeze_from == "block_15_project" else 1)
+        assert ("features_1" in h5) == (len(split.layers) == 2)
         assert h5.attrs["base_model"] == base_name
         assert h5.attrs["weights_sha256"] == features.file_sha256(weights)
         assert h5.attrs["unfreeze_from"] == unfreeze_from
         assert len(h5["labels"]) == 12
     assert_equal_figures(fit_comparing(model, validation, splits))
+
+
+def test_features_of_other_weights_are_not_used_and_the_cache_is_computed_instead(
+    splits, runtime, tmp_path, caplog
+):
+    weights = base_weights("vgg16", tmp_path / "base.weights.h5", seed=5)
+    other = base_weights("vgg16", tmp_path / "other.weights.h5", seed=6)
+    out = tmp_path / "validation.h5"
+    features.extract_features(
+        str(splits / "validation"),
+        out,
+        {"name": "vgg16", "weights": other},
+        other,
+        SIZE,
+        32,
+        "float32",
+        seed=0,
+    )
+    model = frozen_model("vgg16", weights)
+    compile_(model)
+    inputs = {"validation": str(splits / "validation"), "validation_features": str(out)}
+    with caplog.at_level(logging.INFO, logger="smallcnn.cached_validation"):
+        validation = cached_validation.setup(
+            model, settings("frozen", "vgg16"), inputs, "unused", tmp_path, runtime
+        )
+    assert "does not fit: its weights_sha256" in caplog.text
+    assert (tmp_path / "validation-activations.h5").exists()
+    assert_equal_figures(fit_comparing(model, validation, splits, epochs=1), epochs=1)
+
+
+def test_a_base_unfrozen_from_its_first_layer_or_the_switch_off_validates_end_to_end(
+    runtime, tmp_path, caplog
+):
+    model = frozen_model("vgg16", None)
+    images_ = "the end-to-end validation data"
+    with caplog.at_level(logging.INFO, logger="smallcnn.cached_validation"):
+        off = cached_validation.setup(
+            model, settings("frozen", "vgg16", cache_frozen=False), {}, images_, tmp_path, runtime
+        )
+        models.make_finetunable(model, "preprocess")
+        first = cached_validation.setup(
+            model, settings("finetuned", "vgg16", "preprocess"), {}, images_, tmp_path, runtime
+        )
+    assert (off.data, off.callbacks) == (images_, [])
+    assert (first.data, first.callbacks) == (images_, [])
+    assert "cache_frozen is off" in caplog.text
+    assert "unfrozen from its first layer" in caplog.text
+
+
+def test_activations_above_the_memory_bound_are_streamed_batch_by_batch(tmp_path):
+    rows, shape = 1000, (9, 9, 64)
+    values = np.random.default_rng(0).random((rows, *shape), dtype=np.float32)
+    path = tmp_path / "cache.h5"
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("features", data=values, chunks=(10, *shape))
+        h5.create_dataset("labels", data=np.arange(rows, dtype="int32") % 2)
+    whole = values.nbytes
+    streamed = cached_validation.Activations(path, 10, 1, memory_bound=whole - 1)
+    loaded = cached_validation.Activations(path, 10, 1, memory_bound=whole)
+    assert not streamed.in_memory and loaded.in_memory
+    assert len(streamed) == 100
+    tracemalloc.start()
+    for k in range(len(streamed)):
+        x, y = streamed[k]
+        assert x.shape == (10, *shape)
+        np.testing.assert_array_equal(x, loaded[k][0])
+        np.testing.assert_array_equal(y, loaded[k][1])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # One batch at a time (two with the in-memory copy's slice): far below the whole file.
+    assert peak < whole / 10
+    streamed.close()
+    loaded.close()
