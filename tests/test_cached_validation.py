@@ -1,13 +1,14 @@
 """Validation on cached activations of frozen layers gives the whole model's figures."""
 
 import logging
+import re
 import tracemalloc
 
 import h5py
 import keras
 import numpy as np
 import pytest
-from conftest import make_class_images
+from conftest import REPO, make_class_images, run_snakemake
 
 from smallcnn import cached_validation, datasets, devices, features, models, training
 
@@ -252,3 +253,21 @@ def test_activations_above_the_memory_bound_are_streamed_batch_by_batch(tmp_path
     assert peak < whole / 10
     streamed.close()
     loaded.close()
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_frozen_training_takes_the_validation_features_as_input_when_caching(tmp_path, cache):
+    config = {
+        "experiments": ["frozen"],
+        "conv_base": {"weights": "imagenet"},
+        "cache_frozen": cache,
+    }
+    result = run_snakemake(
+        tmp_path,
+        ["results/models/frozen/1337.keras"],
+        config=config,
+        configfiles=[REPO / "config" / "demo.yaml"],
+        args=["--dry-run"],
+    )
+    planned = set(re.findall(r"output: results/features/([\w-]+/[\w-]+/\w+)\.h5", result.stdout))
+    assert planned == ({"vgg16/imagenet/validation"} if cache else set())
