@@ -153,15 +153,15 @@ def write_activations(frozen, images, out, image_size, batch_size, class_names, 
     return out
 
 
-class Activations(keras.utils.PyDataset):
-    """(activations, labels) batches of a cache file, in file order.
+class Activations:
+    """(activations, labels) batches of a cache file, in file order, and as a tf.data pipeline.
 
     Loaded whole when the activations fit `memory_bound` bytes, else read slice by slice from the
-    open file every epoch, so that memory stays at one batch whatever the split's size.
+    open file every epoch, so that memory stays at one batch whatever the split's size (the file
+    stays open as long as the object lives: fit may be called again, as the benchmark does).
     """
 
     def __init__(self, path, batch_size, count, memory_bound=MEMORY_BOUND_BYTES):
-        super().__init__()
         self.batch_size = batch_size
         self._file = h5py.File(path, "r")
         sets = [self._file[name] for name in _dataset_names(count)]
@@ -169,6 +169,9 @@ class Activations(keras.utils.PyDataset):
         self.in_memory = size <= memory_bound
         self.arrays = [s[...] for s in sets] if self.in_memory else sets
         self.labels = self._file["labels"][...]
+        if self.in_memory:
+            self.close()
+        self.dataset = self._dataset()
 
     def __len__(self):
         return math.ceil(len(self.labels) / self.batch_size)
@@ -177,6 +180,21 @@ class Activations(keras.utils.PyDataset):
         rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
         x = [a[rows] for a in self.arrays]
         return (x[0] if len(x) == 1 else tuple(x)), self.labels[rows]
+
+    def _dataset(self):
+        import tensorflow as tf
+
+        x = [tf.TensorSpec((None, *a.shape[1:]), tf.float32) for a in self.arrays]
+        spec = (x[0] if len(x) == 1 else tuple(x), tf.TensorSpec((None,), tf.int32))
+        if self.in_memory:
+            arrays = self.arrays[0] if len(self.arrays) == 1 else tuple(self.arrays)
+            slices = tf.data.Dataset.from_tensor_slices((arrays, self.labels))
+            return slices.batch(self.batch_size).prefetch(tf.data.AUTOTUNE)
+        batches = tf.data.Dataset.from_generator(
+            lambda: (self[k] for k in range(len(self))), output_signature=spec
+        )
+        # One batch read ahead while the previous one runs.
+        return batches.prefetch(1)
 
     def close(self):
         self._file.close()
@@ -193,7 +211,7 @@ class CachedValidation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         started = time.perf_counter()
-        results = self.head.evaluate(self.batches, verbose=0, return_dict=True)
+        results = self.head.evaluate(self.batches.dataset, verbose=0, return_dict=True)
         for key, value in results.items():
             logs[f"val_{key}"] = float(value)
         figures = " - ".join(f"val_{key}: {value:.4f}" for key, value in results.items())
@@ -203,9 +221,6 @@ class CachedValidation(keras.callbacks.Callback):
             figures,
             time.perf_counter() - started,
         )
-
-    def on_train_end(self, logs=None):
-        self.batches.close()
 
 
 @dataclasses.dataclass

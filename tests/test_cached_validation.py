@@ -252,7 +252,6 @@ def test_activations_above_the_memory_bound_are_streamed_batch_by_batch(tmp_path
     # One batch at a time (two with the in-memory copy's slice): far below the whole file.
     assert peak < whole / 10
     streamed.close()
-    loaded.close()
 
 
 @pytest.mark.parametrize("cache", [True, False])
