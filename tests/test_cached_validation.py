@@ -1,5 +1,6 @@
 """Validation on cached activations of frozen layers gives the whole model's figures."""
 
+import csv
 import logging
 import re
 import tracemalloc
@@ -270,3 +271,71 @@ def test_frozen_training_takes_the_validation_features_as_input_when_caching(tmp
     )
     planned = set(re.findall(r"output: results/features/([\w-]+/[\w-]+/\w+)\.h5", result.stdout))
     assert planned == ({"vgg16/imagenet/validation"} if cache else set())
+
+
+def train_frozen(splits, tmp_path, weights, cache, features_file):
+    root = tmp_path / ("cached" if cache else "uncached")
+    settings_ = {
+        "experiment": "frozen",
+        "kind": "frozen",
+        "epochs": 3,
+        "batch_size": BATCH,
+        "steps_per_epoch": None,
+        "optimizer": "rmsprop",
+        "learning_rate": 1e-3,
+        "dropout": 0.0,
+        "dense_units": 8,
+        "augment": True,
+        "class_weight": "none",
+        "image_size": list(SIZE),
+        "seed": 3,
+        "precision": "float32",
+        "multi_gpu": False,
+        "augmentation": AUGMENTATION,
+        "callbacks": {"tensorboard": False, "backup": False, "reduce_lr": {"patience": 1}},
+        "conv_base": {"name": "vgg16", "weights": weights},
+        "cache_frozen": cache,
+    }
+    inputs = {
+        "train": str(splits / "train"),
+        "validation": str(splits / "validation"),
+        "weights": weights,
+        "validation_features": str(features_file),
+    }
+    training.train(
+        settings_,
+        inputs,
+        model_path=root / "model.keras",
+        history_path=root / "history.csv",
+        summary_path=root / "summary.json",
+        tensorboard_dir=root / "tensorboard",
+        backup_dir=root / "backup",
+    )
+    with open(root / "history.csv", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+@pytest.mark.slow
+def test_training_with_and_without_the_cache_writes_the_same_history(splits, tmp_path, caplog):
+    weights = base_weights("vgg16", tmp_path / "base.weights.h5", seed=5)
+    out = tmp_path / "validation.h5"
+    features.extract_features(
+        str(splits / "validation"),
+        out,
+        {"name": "vgg16", "weights": weights},
+        weights,
+        SIZE,
+        32,
+        "float32",
+        seed=0,
+    )
+    with caplog.at_level(logging.INFO, logger="smallcnn.cached_validation"):
+        cached = train_frozen(splits, tmp_path, weights, True, out)
+    assert "validating on cached outputs of block5_pool (the features stage" in caplog.text
+    uncached = train_frozen(splits, tmp_path, weights, False, out)
+    assert list(cached[0]) == list(uncached[0])
+    assert {"val_loss", "val_accuracy", "learning_rate"} <= set(cached[0])
+    assert len(cached) == len(uncached) == 3
+    for with_cache, without in zip(cached, uncached, strict=True):
+        for key in ("loss", "val_loss", "val_accuracy", "learning_rate"):
+            assert float(with_cache[key]) == pytest.approx(float(without[key]), abs=1e-4), key
