@@ -128,7 +128,8 @@ def train_params(wildcards):
         # Only where it applies: toggling it reruns exactly the frozen-base experiments.
         **(
             {"cache_frozen": config["cache_frozen"]}
-            if experiment.kind in ("frozen", "finetuned")
+            if registry.KINDS[experiment.kind].uses_base
+            and registry.KINDS[experiment.kind].inputs == "images"
             else {}
         ),
         # Here, not as a separate params entry: the backup's fingerprint is made of these
