@@ -443,18 +443,25 @@ def prepare_cached_epochs(train_dir, validation_dir, image_size, precision, work
         validation_dir, image_size, BOOK_BATCH, class_names=train.class_names, cache=True
     ).dataset
     record = features.weights_record(weights, weights)
-    base = models.build_conv_base("vgg16", weights, (*image_size, 3))
-    frozen = models.build_frozen(
-        base,
-        len(train.class_names),
-        dense_units=256,
-        dropout=0.0,
-        augmentation=pipeline_augmentation(),
-        class_names=train.class_names,
-        conv_base={"name": base.name, "weights": weights, "weights_sha256": record["sha256"]},
-    )
+
+    def frozen_model():
+        base = models.build_conv_base("vgg16", weights, (*image_size, 3))
+        return models.build_frozen(
+            base,
+            len(train.class_names),
+            dense_units=256,
+            dropout=0.0,
+            augmentation=pipeline_augmentation(),
+            class_names=train.class_names,
+            conv_base={"name": base.name, "weights": weights, "weights_sha256": record["sha256"]},
+        )
+
+    frozen = frozen_model()
     training.compile_model(frozen, FROZEN_SETTINGS, len(train.class_names), ["val_loss"])
-    finetuned = models.with_augmentation(frozen, pipeline_augmentation(), 0, name="finetuned")
+    # Its own base: unfreezing block5 of a shared one would unfreeze the frozen model's too.
+    finetuned = models.with_augmentation(
+        frozen_model(), pipeline_augmentation(), 0, name="finetuned"
+    )
     models.make_finetunable(finetuned, UNFREEZE_FROM)
     training.compile_model(finetuned, FINETUNED_SETTINGS, len(train.class_names), ["val_loss"])
     inputs = {"validation": str(validation_dir), "validation_features": str(validation_features)}
@@ -473,9 +480,13 @@ def prepare_cached_epochs(train_dir, validation_dir, image_size, precision, work
             "conv_base": {"name": "vgg16", "weights": weights, "unfreeze_from": UNFREEZE_FROM},
         }
         started = time.perf_counter()
-        cached = cached_validation.setup(model, settings, inputs, None, work, runtime)
+        cache_dir = work / kind
+        cache_dir.mkdir()
+        cached = cached_validation.setup(model, settings, inputs, None, cache_dir, runtime)
         if not cached.callbacks:
             raise RuntimeError(f"{kind}: the cached validation did not apply")
+        if kind == "frozen" and any(cache_dir.iterdir()):
+            raise RuntimeError("frozen: the features file was not used")
         setups[kind] = {"model": model, "cached": cached, "setup": time.perf_counter() - started}
         for variant, data, first in (
             ("uncached", validation, []),
