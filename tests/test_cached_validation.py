@@ -1,8 +1,11 @@
 """Validation on cached activations of frozen layers gives the whole model's figures."""
 
 import csv
+import json
 import logging
 import re
+import subprocess
+import sys
 import tracemalloc
 
 import h5py
@@ -339,3 +342,24 @@ def test_training_with_and_without_the_cache_writes_the_same_history(splits, tmp
     for with_cache, without in zip(cached, uncached, strict=True):
         for key in ("loss", "val_loss", "val_accuracy", "learning_rate"):
             assert float(with_cache[key]) == pytest.approx(float(without[key]), abs=1e-4), key
+
+
+@pytest.mark.slow
+def test_the_speed_benchmark_reports_the_cached_validation_keys(tmp_path):
+    out = tmp_path / "speed.json"
+    command = [sys.executable, str(REPO / "bench" / "speed.py"), "--quick", "--only-cached"]
+    command += ["--images", "8", "--size", "48", "--epochs", "1", "--out", str(out)]
+    # A path that does not exist: the benchmark generates its images instead.
+    command += ["--data", str(tmp_path / "absent.zip")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    for key in ("frozen_epoch_vs_uncached", "finetuned_epoch_vs_uncached"):
+        assert report[key] > 0 and key in report["targets_met"] and key in result.stdout
+    assert report["validation_max_abs_diff"] <= 1e-4
+    assert set(report["cached_validation"]["epochs"]) == {
+        "frozen_uncached",
+        "frozen_cached",
+        "finetuned_uncached",
+        "finetuned_cached",
+    }
