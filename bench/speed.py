@@ -6,10 +6,13 @@ Feature extraction (VGG16 base) and one epoch of the augmented model, each measu
 (b) the pipeline's own public functions (smallcnn.features.extract_features; smallcnn.datasets +
     smallcnn.models + one model.fit epoch), at the precision `precision` resolves to here;
 (c) the compute bound: the same base / model on tensors already in memory, at (b)'s precision.
-Also the peak RSS of the pipeline's feature extraction at N and 4N images.
+Also the peak RSS of the pipeline's feature extraction at N and 4N images, and (issue 13) one
+epoch of frozen and finetuned with validation on cached frozen-layer outputs against the same
+epoch without, plus the largest difference of their validation figures on the same weights.
 
     .venv/bin/python bench/speed.py --quick      # < 10 min on 2 cores
     .venv/bin/python bench/speed.py              # 2,000 / 1,000 images as in the book
+    .venv/bin/python bench/speed.py --quick --only-cached    # the cached validation alone
 
 Prints markdown tables and writes results/bench/speed.json.
 """
