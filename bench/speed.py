@@ -6,10 +6,13 @@ Feature extraction (VGG16 base) and one epoch of the augmented model, each measu
 (b) the pipeline's own public functions (smallcnn.features.extract_features; smallcnn.datasets +
     smallcnn.models + one model.fit epoch), at the precision `precision` resolves to here;
 (c) the compute bound: the same base / model on tensors already in memory, at (b)'s precision.
-Also the peak RSS of the pipeline's feature extraction at N and 4N images.
+Also the peak RSS of the pipeline's feature extraction at N and 4N images, and (issue 13) one
+epoch of frozen and finetuned with validation on cached frozen-layer outputs against the same
+epoch without, plus the largest difference of their validation figures on the same weights.
 
     .venv/bin/python bench/speed.py --quick      # < 10 min on 2 cores
     .venv/bin/python bench/speed.py              # 2,000 / 1,000 images as in the book
+    .venv/bin/python bench/speed.py --quick --only-cached    # the cached validation alone
 
 Prints markdown tables and writes results/bench/speed.json.
 """
@@ -32,6 +35,13 @@ TARGETS = {
     "feature_extraction_vs_compute_bound": ("<=", 1.25),
     "augmented_epoch_time_ratio": ("<=", 0.5),
     "augmented_epoch_vs_compute_bound": ("<=", 1.25),
+}
+# Validation of frozen-base experiments on cached activations against the same experiment
+# without (issue 13).
+CACHED_TARGETS = {
+    "frozen_epoch_vs_uncached": ("<=", 0.72),
+    "finetuned_epoch_vs_uncached": ("<=", 0.80),
+    "validation_max_abs_diff": ("<=", 1e-4),
 }
 # The book's augmented-model data generator (DLwP listing 5.14) and batch size.
 BOOK_AUGMENTATION = {
@@ -69,6 +79,11 @@ def parse_args(argv=None):
     )
     parser.add_argument("--data", type=Path, default=common.PHOTOS_ZIP, help="Kaggle-layout zip")
     parser.add_argument("--out", type=Path, default=common.REPO / "results/bench/speed.json")
+    parser.add_argument(
+        "--only-cached",
+        action="store_true",
+        help="measure only the cached validation of frozen and finetuned (issue 13)",
+    )
     args = parser.parse_args(argv)
     preset = PRESETS["quick" if args.quick else "full"]
     args.images = args.images or preset["images"]
@@ -389,6 +404,196 @@ def measure_augmented_epoch(args, workers, train_dir, validation_dir, work, poli
     }
 
 
+# ---------------------------------------------------------------- cached validation
+
+# config.yaml's frozen and finetuned settings, and the book's layer to unfreeze from.
+FROZEN_SETTINGS = {"batch_size": 20, "optimizer": "rmsprop", "learning_rate": 2e-5}
+FINETUNED_SETTINGS = {"batch_size": 20, "optimizer": "rmsprop", "learning_rate": 1e-5}
+UNFREEZE_FROM = "block5_conv1"
+
+
+def prepare_cached_epochs(train_dir, validation_dir, image_size, precision, work):
+    """frozen and finetuned VGG16 models as smallcnn.training sets them up, each with its
+    end-to-end validation and its cached one (smallcnn.cached_validation.setup).
+
+    The base's weights are a file (random, seeded) as with imagenet or offline weights, so that
+    frozen validates on the features stage's file of the validation split, which is written here
+    first (untimed: the pipeline has it already for the features experiment).
+    """
+    import keras
+
+    from smallcnn import cached_validation, datasets, devices, features, models, training
+
+    runtime = devices.configure(precision, multi_gpu=False)
+    keras.utils.set_random_seed(0)
+    weights = str(work / "vgg16.weights.h5")
+    models.build_conv_base("vgg16", None, (*image_size, 3)).save_weights(weights)
+    validation_features = work / "validation.h5"
+    features.extract_features(
+        str(validation_dir),
+        validation_features,
+        {"name": "vgg16", "weights": weights},
+        weights,
+        image_size,
+        32,
+        precision,
+        seed=0,
+    )
+    train = datasets.load_images(
+        train_dir, image_size, BOOK_BATCH, shuffle=True, seed=0, cache=True, cache_dir=work
+    )
+    validation = datasets.load_images(
+        validation_dir, image_size, BOOK_BATCH, class_names=train.class_names, cache=True
+    ).dataset
+    record = features.weights_record(weights, weights)
+
+    def frozen_model():
+        base = models.build_conv_base("vgg16", weights, (*image_size, 3))
+        return models.build_frozen(
+            base,
+            len(train.class_names),
+            dense_units=256,
+            dropout=0.0,
+            augmentation=pipeline_augmentation(),
+            class_names=train.class_names,
+            conv_base={"name": base.name, "weights": weights, "weights_sha256": record["sha256"]},
+        )
+
+    frozen = frozen_model()
+    training.compile_model(frozen, FROZEN_SETTINGS, len(train.class_names), ["val_loss"])
+    # Its own base: unfreezing block5 of a shared one would unfreeze the frozen model's too.
+    finetuned = models.with_augmentation(
+        frozen_model(), pipeline_augmentation(), 0, name="finetuned"
+    )
+    models.make_finetunable(finetuned, UNFREEZE_FROM)
+    training.compile_model(finetuned, FINETUNED_SETTINGS, len(train.class_names), ["val_loss"])
+    inputs = {"validation": str(validation_dir), "validation_features": str(validation_features)}
+    setups = {}
+    for kind, model, settings in (
+        ("frozen", frozen, FROZEN_SETTINGS),
+        ("finetuned", finetuned, FINETUNED_SETTINGS),
+    ):
+        settings = {
+            **settings,
+            "experiment": kind,
+            "kind": kind,
+            "seed": 0,
+            "image_size": list(image_size),
+            "cache_frozen": True,
+            "conv_base": {"name": "vgg16", "weights": weights, "unfreeze_from": UNFREEZE_FROM},
+        }
+        started = time.perf_counter()
+        cache_dir = work / kind
+        cache_dir.mkdir()
+        cached = cached_validation.setup(model, settings, inputs, None, cache_dir, runtime)
+        if not cached.callbacks:
+            raise RuntimeError(f"{kind}: the cached validation did not apply")
+        if kind == "frozen" and any(cache_dir.iterdir()):
+            raise RuntimeError("frozen: the features file was not used")
+        setups[kind] = {"model": model, "cached": cached, "setup": time.perf_counter() - started}
+        for variant, data, first in (
+            ("uncached", validation, []),
+            ("cached", None, cached.callbacks),
+        ):
+            _epoch_runs[f"{kind}_{variant}"] = (
+                lambda callbacks, model=model, data=data, first=first: model.fit(
+                    train.dataset,
+                    validation_data=data,
+                    epochs=1,
+                    callbacks=[*first, *callbacks],
+                    shuffle=False,
+                    verbose=0,
+                )
+            )
+    _epoch_runs["setups"] = setups
+    _epoch_runs["validation"] = validation
+    return {kind: round(entry["setup"], 3) for kind, entry in setups.items()}
+
+
+def validation_difference():
+    """Largest |cached - whole model| of the validation loss and accuracy, on the same weights."""
+    differences = {}
+    for kind, entry in _epoch_runs["setups"].items():
+        whole = entry["model"].evaluate(_epoch_runs["validation"], verbose=0, return_dict=True)
+        callback = entry["cached"].callbacks[0]
+        cached = callback.head.evaluate(callback.batches.dataset, verbose=0, return_dict=True)
+        differences[kind] = {key: abs(cached[key] - whole[key]) for key in whole}
+    return differences
+
+
+def measure_cached_validation(args, pipeline, train_dir, validation_dir, work):
+    """One epoch of frozen and finetuned with and without the cached validation, interleaved
+    rounds, the first a warm-up; then both validations of each model on its final weights."""
+    image_size = (args.size, args.size)
+    setup_seconds = pipeline(
+        prepare_cached_epochs, train_dir, validation_dir, image_size, args.precision, work
+    )
+    names = [f"{k}_{v}" for k in ("frozen", "finetuned") for v in ("uncached", "cached")]
+    seconds = {name: [] for name in names}
+    for _ in range(1 + args.epochs):
+        for name in names:
+            seconds[name].append(pipeline(run_epoch, name))
+    differences = pipeline(validation_difference)
+    pipeline(release_epochs)
+    epochs = {
+        name: {"first_epoch_seconds": round(times[0]["wall"], 3), **common.summarize(times[1:])}
+        for name, times in seconds.items()
+    }
+    return {
+        "epochs": epochs,
+        # Once per job: frozen checks the features file, finetuned runs its frozen layers.
+        "setup_seconds": setup_seconds,
+        "validation_differences": differences,
+        "validation_max_abs_diff": max(d for kind in differences.values() for d in kind.values()),
+    }
+
+
+def cached_ratios(cached, key="median_seconds"):
+    epochs = cached["epochs"]
+    return {
+        f"{kind}_epoch_vs_uncached": round(
+            epochs[f"{kind}_cached"][key] / epochs[f"{kind}_uncached"][key], 3
+        )
+        for kind in ("frozen", "finetuned")
+    }
+
+
+def cached_table(result):
+    block = result["cached_validation"]
+    lines = [
+        f"One epoch of frozen and finetuned (VGG16 from {UNFREEZE_FROM}), "
+        f"{result['settings']['train_images']} training images in steps of {BOOK_BATCH} + "
+        f"{result['settings']['validation_images']} validation images, median of "
+        f"{result['settings']['epochs']} epochs after a warm-up epoch:",
+        "",
+        "| experiment | validation | epoch s (median) | range | CPU seconds |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for name, row in block["epochs"].items():
+        kind, variant = name.split("_")
+        lines.append(
+            f"| {kind} | {variant} | {row['median_seconds']:.1f} | {row['min_seconds']:.1f}-"
+            f"{row['max_seconds']:.1f} | {row['median_cpu_seconds']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Once per job: {block['setup_seconds']} s (finetuned runs its frozen layers over the "
+        "validation images once).",
+        "",
+        "| ratio | measured | target | met | in CPU time |",
+        "| --- | ---: | ---: | --- | ---: |",
+    ]
+    for key in CACHED_TARGETS:
+        op, bound = CACHED_TARGETS[key]
+        value = result[key]
+        cpu = result["cpu_time_ratios"].get(key)
+        lines.append(
+            f"| {key} | {value:.3g} | {op} {bound} | {'yes' if _met(op, bound, value) else 'NO'}"
+            f" | {'' if cpu is None else f'{cpu:.2f}'} |"
+        )
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- memory
 
 
@@ -435,7 +640,10 @@ def ratios(features, epoch, key="median_seconds"):
 
 
 def met(key, value):
-    op, bound = TARGETS[key]
+    return _met(*{**TARGETS, **CACHED_TARGETS}[key], value)
+
+
+def _met(op, bound, value):
     return value >= bound if op == ">=" else value <= bound
 
 
@@ -524,11 +732,16 @@ def main(argv=None):
             policy = pipeline(pipeline_policy, args.precision)
             machine = pipeline(common.machine)
             workers = (book, pipeline)
-            features = measure_feature_extraction(
-                args, workers, train_dir, work / "data/warmup", work, policy
-            )
-            epoch = measure_augmented_epoch(args, workers, train_dir, validation_dir, work, policy)
-        memory = measure_memory(args, train_dir, work)
+            if not args.only_cached:
+                features = measure_feature_extraction(
+                    args, workers, train_dir, work / "data/warmup", work, policy
+                )
+                epoch = measure_augmented_epoch(
+                    args, workers, train_dir, validation_dir, work, policy
+                )
+            cached = measure_cached_validation(args, pipeline, train_dir, validation_dir, work)
+        if not args.only_cached:
+            memory = measure_memory(args, train_dir, work)
     result = {
         "machine": machine,
         "load_average": {"before": load_before, "after": common.load_average()},
@@ -550,15 +763,20 @@ def main(argv=None):
             "feature_batch_size": {"book": BOOK_BATCH, "pipeline": args.batch_size},
             "epoch_batch_size": BOOK_BATCH,
         },
-        "feature_extraction": features,
-        "augmented_epoch": epoch,
-        "memory": memory,
+        "cached_validation": cached,
     }
-    result.update(ratios(features, epoch))
+    targets = dict(CACHED_TARGETS)
+    result.update(cached_ratios(cached))
+    result["validation_max_abs_diff"] = cached["validation_max_abs_diff"]
     # Supplementary: the same ratios in CPU time, less disturbed by other jobs on the machine.
-    result["cpu_time_ratios"] = ratios(features, epoch, "median_cpu_seconds")
-    result["targets"] = {key: f"{op} {bound}" for key, (op, bound) in TARGETS.items()}
-    result["targets_met"] = {key: met(key, result[key]) for key in TARGETS}
+    result["cpu_time_ratios"] = cached_ratios(cached, "median_cpu_seconds")
+    if not args.only_cached:
+        result.update(feature_extraction=features, augmented_epoch=epoch, memory=memory)
+        result.update(ratios(features, epoch))
+        result["cpu_time_ratios"].update(ratios(features, epoch, "median_cpu_seconds"))
+        targets.update(TARGETS)
+    result["targets"] = {key: f"{op} {bound}" for key, (op, bound) in targets.items()}
+    result["targets_met"] = {key: met(key, result[key]) for key in targets}
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -568,7 +786,9 @@ def main(argv=None):
         f"{data}; (b)/(c) precision {policy}; oneDNN (a) {setup['book']['onednn']}, "
         f"(b)/(c) {setup['pipeline']['onednn']}\n"
     )
-    print(tables(result))
+    if not args.only_cached:
+        print(tables(result) + "\n")
+    print(cached_table(result))
     print(f"\nwrote {args.out} in {result['wall_seconds']:.0f} s")
     return result
 

@@ -60,11 +60,24 @@ def weights_id(weights):
         sys.exit(f"error in config: {error}")
 
 
+# Frozen experiments validate on their base's features of the validation split (cache_frozen),
+# except with random weights: another draw than the features stage's.
+CACHED_FROZEN = [
+    e.name
+    for e in EXPERIMENTS.values()
+    if e.kind == "frozen"
+    and config["cache_frozen"]
+    and e.conv_base["weights"] != "none"
+]
 # Features are keyed by what determines them: the base and its weights. Experiments with the
 # same pair share one extraction.
 FEATURE_WEIGHTS = {
     (base["name"], weights_id(base["weights"])): base["weights"]
-    for base in (e.conv_base for e in EXPERIMENTS.values() if e.kind == "features")
+    for base in (
+        e.conv_base
+        for e in EXPERIMENTS.values()
+        if e.kind == "features" or e.name in CACHED_FROZEN
+    )
 }
 
 
@@ -112,6 +125,13 @@ def train_params(wildcards):
             dict(config["augmentation"]) if settings.get("augment") else None
         ),
         "conv_base": experiment.conv_base,
+        # Only where it applies: toggling it reruns exactly the frozen-base experiments.
+        **(
+            {"cache_frozen": config["cache_frozen"]}
+            if registry.KINDS[experiment.kind].uses_base
+            and registry.KINDS[experiment.kind].inputs == "images"
+            else {}
+        ),
         # Here, not as a separate params entry: the backup's fingerprint is made of these
         # settings, so a backup written by other code is not resumed.
         "code": code("train"),
@@ -132,6 +152,8 @@ def train_inputs(wildcards):
     elif experiment.conv_base:
         base = experiment.conv_base
         inputs["weights"] = weights_file(base["name"], base["weights"])
+    if experiment.name in CACHED_FROZEN:
+        inputs["validation_features"] = f"{features_dir(experiment)}/validation.h5"
     return inputs
 
 

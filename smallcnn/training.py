@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from smallcnn import datasets, devices, features, models, registry, resume
+from smallcnn import cached_validation, datasets, devices, features, models, registry, resume
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -345,13 +345,18 @@ def train(
         else:
             if not settings.get("steps_per_epoch"):  # else one iterator spans the whole run
                 resume.replay_shuffles(data.train, keeper.initial_epoch)
+            with runtime.strategy.scope():
+                validation = cached_validation.setup(
+                    model, settings, inputs, data.validation, cache_dir, runtime
+                )
             model.fit(
                 data.train,
-                validation_data=data.validation,
+                validation_data=validation.data,
                 epochs=settings["epochs"],
                 steps_per_epoch=data.steps,
-                # First: it puts the learning rate in the logs that the others read.
-                callbacks=[keeper, *_log_callbacks(config, work_dir)],
+                # The cached validation first: the others read the val_* it puts in the logs.
+                # Then the keeper: it puts the learning rate in the logs that the loggers read.
+                callbacks=[*validation.callbacks, keeper, *_log_callbacks(config, work_dir)],
                 initial_epoch=keeper.initial_epoch,
                 class_weight=weighting,
                 # The datasets shuffle themselves, seeded.

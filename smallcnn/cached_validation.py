@@ -1,0 +1,334 @@
+"""Validation on cached activations of a model's frozen layers (issue 13).
+
+Validation images are never augmented and frozen layers never change, so what the frozen layers
+make of the validation images is the same every epoch. Each epoch then needs only the rest of the
+model: the trainable layers of the conv base and the head. The model is split where its frozen
+layers end: `frozen` runs the frozen layers (images -> activations), `head` the rest (activations
+-> the model's output) with the very layers, and so the weights, of the model being trained.
+
+- A fully frozen base (kind `frozen`) validates on the features file that the features stage
+  already wrote for the same base, weights, image size and precision.
+- A partly frozen base (kind `finetuned`) runs its frozen layers over the validation images once
+  per job and validates on those activations every epoch.
+
+The activations are read back batch by batch, and loaded whole only below a memory bound. A
+callback puts `val_*` into each epoch's logs, as fit's own validation would.
+"""
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+
+from smallcnn import datasets, models, registry
+
+log = logging.getLogger(__name__)
+
+# Cached activations up to this size are held in memory; larger ones are read from HDF5 batch by
+# batch every epoch (1,000 VGG16 block4_pool activations at 150x150 are 166 MB).
+MEMORY_BOUND_BYTES = 512 * 1024**2
+# What is allowed before the conv base in the model: the input and augmentation, which does
+# nothing to validation images.
+_BEFORE_BASE = (keras.layers.InputLayer, models.RandomAffine)
+
+
+@dataclasses.dataclass
+class Split:
+    frozen: keras.Model  # images -> the cached activations (one output per cached tensor)
+    head: keras.Model  # cached activations -> the model's output, sharing the model's layers
+    layers: list  # names of the layers whose outputs are cached, in `head`'s input order
+    whole_base: bool  # whether every layer of the conv base is frozen
+
+
+def _boundary(base, start):
+    """Tensors of base.layers[:start] that the later layers or the base's output read."""
+    frozen = {id(layer) for layer in base.layers[:start]}
+    consumed = [t for layer in base.layers[start:] for t in keras.tree.flatten(layer.input)]
+    tensors = []
+    for tensor in consumed + list(base.outputs):
+        producer = tensor._keras_history.operation
+        if id(producer) in frozen and all(tensor is not t for t in tensors):
+            tensors.append(tensor)
+    return tensors
+
+
+def split_at_frozen(model):
+    """(Split, None) for a model with a frozen conv base (or frozen first layers of it), else
+    (None, why no cache can apply)."""
+    try:
+        base = models.conv_base_of(model)
+    except Exception:  # noqa: BLE001  (models.conv_base_of raises UserError; any model may come)
+        return None, "the model has no conv base"
+    position = model.layers.index(base)
+    before = model.layers[:position]
+    if not all(isinstance(layer, _BEFORE_BASE) for layer in before):
+        names = ", ".join(layer.name for layer in before)
+        return None, f"layers before the conv base ({names}) may change validation images"
+    start = next((k for k, layer in enumerate(base.layers) if layer.trainable), len(base.layers))
+    if not base.trainable:
+        start = len(base.layers)
+    tensors = _boundary(base, start)
+    if all(isinstance(t._keras_history.operation, keras.layers.InputLayer) for t in tensors):
+        return None, f"{base.name} is unfrozen from its first layer: no frozen layer to cache"
+    whole = start == len(base.layers)
+    frozen = base if whole else keras.Model(base.inputs, tensors, name="frozen_layers")
+    inputs = [
+        keras.Input(shape=t.shape[1:], dtype="float32", name=f"cached_{k}")
+        for k, t in enumerate(tensors)
+    ]
+    x = inputs[0] if len(inputs) == 1 else inputs
+    if not whole:
+        cut = tensors[0] if len(tensors) == 1 else tensors
+        tail = keras.Model(cut, base.output, name="trainable_layers")
+        x = tail(x, training=False)
+    for layer in model.layers[position + 1 :]:
+        x = layer(x)
+    head = keras.Model(inputs, x, name="cached_head")
+    head.compile_from_config(model.get_compile_config())
+    names = [t._keras_history.operation.name for t in tensors]
+    return Split(frozen=frozen, head=head, layers=names, whole_base=whole), None
+
+
+def _dataset_names(count):
+    """HDF5 dataset of each cached tensor: "features" for the first, as a features file has."""
+    return ["features"] + [f"features_{k}" for k in range(1, count)]
+
+
+def _read_attrs(h5):
+    attrs = {}
+    for key, value in h5.attrs.items():
+        if isinstance(value, str) and value[:1] in "[{":
+            value = json.loads(value)
+        attrs[key] = value
+    return attrs
+
+
+def write_activations(frozen, images, out, image_size, batch_size, class_names, attrs):
+    """Run the `frozen` layers over the split folder `images` into `out` (HDF5), batch by batch.
+
+    The layout and attributes are those of smallcnn.features' files, plus one `features_<k>` per
+    further cached tensor when the frozen layers feed the rest through more than one.
+    """
+    import tensorflow as tf
+
+    image_set = datasets.load_images(images, image_size, batch_size, class_names=class_names)
+    n = len(image_set.files)
+    outputs = frozen.outputs
+    names = _dataset_names(len(outputs))
+
+    @tf.function(reduce_retracing=True)
+    def compute(batch):
+        return [tf.cast(v, tf.float32) for v in keras.tree.flatten(frozen(batch, training=False))]
+
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    with h5py.File(partial, "w") as h5:
+        sets = [
+            h5.create_dataset(
+                name,
+                shape=(n, *t.shape[1:]),
+                dtype="float32",
+                chunks=(min(batch_size, n), *t.shape[1:]),
+            )
+            for name, t in zip(names, outputs, strict=True)
+        ]
+        h5.create_dataset("labels", data=np.asarray(image_set.labels, dtype="int32"))
+        h5.create_dataset("files", data=image_set.files, dtype=h5py.string_dtype())
+        for key, value in {**attrs, "class_names": image_set.class_names}.items():
+            h5.attrs[key] = json.dumps(value) if isinstance(value, list | dict) else value
+        written = 0
+        for batch, _ in image_set.dataset:
+            values = [v.numpy() for v in compute(batch)]
+            for dataset, value in zip(sets, values, strict=True):
+                dataset[written : written + len(value)] = value
+            written += len(values[0])
+    os.replace(partial, out)
+    return out
+
+
+class Activations:
+    """(activations, labels) batches of a cache file, in file order, and as a tf.data pipeline.
+
+    Loaded whole when the activations fit `memory_bound` bytes, else read slice by slice from the
+    open file every epoch, so that memory stays at one batch whatever the split's size (the file
+    stays open as long as the object lives: fit may be called again, as the benchmark does).
+    """
+
+    def __init__(self, path, batch_size, count, memory_bound=MEMORY_BOUND_BYTES):
+        self.batch_size = batch_size
+        self._file = h5py.File(path, "r")
+        sets = [self._file[name] for name in _dataset_names(count)]
+        size = sum(s.size * s.dtype.itemsize for s in sets)
+        self.in_memory = size <= memory_bound
+        self.arrays = [s[...] for s in sets] if self.in_memory else sets
+        self.labels = self._file["labels"][...]
+        if self.in_memory:
+            self.close()
+        self.dataset = self._dataset()
+
+    def __len__(self):
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __getitem__(self, index):
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        x = [a[rows] for a in self.arrays]
+        return (x[0] if len(x) == 1 else tuple(x)), self.labels[rows]
+
+    def _dataset(self):
+        import tensorflow as tf
+
+        x = [tf.TensorSpec((None, *a.shape[1:]), tf.float32) for a in self.arrays]
+        spec = (x[0] if len(x) == 1 else tuple(x), tf.TensorSpec((None,), tf.int32))
+        if self.in_memory:
+            arrays = self.arrays[0] if len(self.arrays) == 1 else tuple(self.arrays)
+            slices = tf.data.Dataset.from_tensor_slices((arrays, self.labels))
+            return slices.batch(self.batch_size).prefetch(tf.data.AUTOTUNE)
+        batches = tf.data.Dataset.from_generator(
+            lambda: (self[k] for k in range(len(self))), output_signature=spec
+        )
+        # One batch read ahead while the previous one runs.
+        return batches.prefetch(1)
+
+    def close(self):
+        self._file.close()
+
+
+class CachedValidation(keras.callbacks.Callback):
+    """Puts val_loss, val_accuracy (and any other compiled metric) of `head` on the cached
+    activations into each epoch's logs. Must come before every callback that reads them."""
+
+    def __init__(self, head, batches):
+        super().__init__()
+        self.head = head
+        self.batches = batches
+
+    def on_epoch_end(self, epoch, logs=None):
+        started = time.perf_counter()
+        results = self.head.evaluate(self.batches.dataset, verbose=0, return_dict=True)
+        for key, value in results.items():
+            logs[f"val_{key}"] = float(value)
+        figures = " - ".join(f"val_{key}: {value:.4f}" for key, value in results.items())
+        log.info(
+            "epoch %d: %s (cached validation, %.1f s)",
+            epoch + 1,
+            figures,
+            time.perf_counter() - started,
+        )
+
+
+@dataclasses.dataclass
+class Validation:
+    """What model.fit takes: `data` as validation_data (None when cached), `callbacks` first."""
+
+    data: object
+    callbacks: list
+
+
+def _features_file(inputs, info, base_name, image_size, runtime, split, class_names):
+    """(the features file of the validation split, None) when it holds exactly what the model's
+    frozen base makes of those images, else (None, why not)."""
+    path = inputs.get("validation_features")
+    if not path:
+        return None, "no features file of the validation split is an input"
+    if info.get("weights_sha256") in (None, "none"):
+        # Random weights are drawn per seed: another draw than the features stage's.
+        return None, "the conv base has random weights"
+    with h5py.File(path, "r") as h5:
+        attrs = _read_attrs(h5)
+        files = [f.decode() if isinstance(f, bytes) else f for f in h5["files"][...]]
+    expected = {
+        "base_model": base_name,
+        "weights_sha256": info.get("weights_sha256"),
+        "input_size": list(image_size),
+        "precision": runtime.policy,
+        "layer": split.layers[0],
+        "class_names": list(class_names),
+    }
+    for key, value in expected.items():
+        found = attrs.get(key)
+        found = list(found) if isinstance(value, list) and found is not None else found
+        if found != value:
+            return None, f"{path} does not fit: its {key} is {found!r}, the model's {value!r}"
+    if files != datasets.list_images(inputs["validation"], class_names)[0]:
+        return None, f"{path} does not fit: it was written for other validation images"
+    return path, None
+
+
+def setup(model, settings, inputs, validation, cache_dir, runtime):
+    """The validation of one training job: cached when the model's frozen layers allow it.
+
+    `inputs`: the job's inputs (`validation`: the split folder; `validation_features`: the
+    features file of a frozen base, when the DAG provides it); `validation`: fit's end-to-end
+    validation data, used when no cache applies; `cache_dir`: a folder that lives as long as the
+    job. Every case where the cache does not apply is logged with its reason.
+    """
+    name = f"{settings['experiment']}/{settings['seed']}"
+    kind = registry.KINDS[settings["kind"]]
+    if not (kind.uses_base and kind.inputs == "images"):
+        return Validation(validation, [])
+    if not settings.get("cache_frozen", True):
+        log.info("%s: cache_frozen is off: validating end to end", name)
+        return Validation(validation, [])
+    split, why = split_at_frozen(model)
+    if split is None:
+        log.info("%s: no cached validation (%s): validating end to end", name, why)
+        return Validation(validation, [])
+    image_size = tuple(settings["image_size"])
+    batch_size = settings["batch_size"]
+    class_names, info = models.model_info(model)
+    info = info or {}
+    base_name = settings["conv_base"]["name"]
+    path = None
+    if split.whole_base:
+        path, why = _features_file(inputs, info, base_name, image_size, runtime, split, class_names)
+        if why:
+            log.info("%s: %s: computing the frozen base's outputs once instead", name, why)
+        source = "the features stage"
+    if path is None:
+        started = time.perf_counter()
+        path = write_activations(
+            split.frozen,
+            inputs["validation"],
+            Path(cache_dir) / "validation-activations.h5",
+            image_size,
+            batch_size,
+            class_names,
+            {
+                "base_model": base_name,
+                "weights_source": info.get("weights", "unknown"),
+                "weights_sha256": info.get("weights_sha256", "unknown"),
+                "input_size": list(image_size),
+                "preprocessing": registry.BASES[base_name].preprocessing,
+                "layer": split.layers,
+                "unfreeze_from": settings["conv_base"].get("unfreeze_from") or "",
+                "keras_version": keras.__version__,
+                "tensorflow_version": _tf_version(),
+                "precision": runtime.policy,
+                "device": runtime.device,
+                "intra_op_threads": runtime.intra_op_threads,
+                "inter_op_threads": runtime.inter_op_threads,
+            },
+        )
+        source = f"computed once in {time.perf_counter() - started:.1f} s"
+    batches = Activations(path, batch_size, len(split.layers))
+    log.info(
+        "%s: validating on cached outputs of %s (%s; %s)",
+        name,
+        ", ".join(split.layers),
+        source,
+        "in memory" if batches.in_memory else "streamed from HDF5",
+    )
+    return Validation(None, [CachedValidation(split.head, batches)])
+
+
+def _tf_version():
+    import tensorflow as tf
+
+    return tf.__version__
