@@ -81,7 +81,7 @@ def test_verify_deletes_a_mismatching_file_and_keeps_a_matching_one(tmp_path):
 def test_a_file_with_the_expected_hash_is_saved_and_loads(served, tmp_path):
     folder, address = served
     # The smallest base: a real weights file of its architecture, served under Keras 3's suffix.
-    original = models.CONV_BASES["mobilenetv2"][0](include_top=False, weights=None)
+    original = models.application("mobilenetv2")(include_top=False, weights=None)
     original.save_weights(folder / "mobilenetv2.weights.h5")
     expected = hashlib.sha256((folder / "mobilenetv2.weights.h5").read_bytes()).hexdigest()
     out = tmp_path / "resources" / "weights" / "mobilenetv2_imagenet_notop.weights.h5"
@@ -89,7 +89,7 @@ def test_a_file_with_the_expected_hash_is_saved_and_loads(served, tmp_path):
         "mobilenetv2", out, url=f"{address}/mobilenetv2.weights.h5", expected_hash=expected
     )
     assert [path.name for path in out.parent.iterdir()] == [out.name]
-    loaded = models.CONV_BASES["mobilenetv2"][0](include_top=False, weights=str(out))
+    loaded = models.application("mobilenetv2")(include_top=False, weights=str(out))
     assert all(
         (a == b).all() for a, b in zip(original.get_weights(), loaded.get_weights(), strict=True)
     )
