@@ -12,9 +12,11 @@ import h5py
 import keras
 import numpy as np
 import pytest
+import yaml
 from conftest import REPO, make_class_images, run_snakemake
 
 from smallcnn import cached_validation, datasets, devices, features, models, training
+from smallcnn.experiments import merge_callbacks
 
 SIZE = (32, 32)
 BATCH = 5  # 12 validation images: the last batch is short, as real splits' often are
@@ -295,7 +297,11 @@ def train_frozen(splits, tmp_path, weights, cache, features_file):
         "precision": "float32",
         "multi_gpu": False,
         "augmentation": AUGMENTATION,
-        "callbacks": {"tensorboard": False, "backup": False, "reduce_lr": {"patience": 1}},
+        # As the rules pass them: config.yaml's callbacks with this test's changes merged in.
+        "callbacks": merge_callbacks(
+            yaml.safe_load((REPO / "config.yaml").read_text())["callbacks"],
+            {"tensorboard": False, "backup": False, "reduce_lr": {"patience": 1}},
+        ),
         "conv_base": {"name": "vgg16", "weights": weights},
         "cache_frozen": cache,
     }
