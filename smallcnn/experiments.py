@@ -6,11 +6,11 @@ before any job starts.
 
 import copy
 import dataclasses
-import hashlib
 import re
 from pathlib import Path
 
 from smallcnn.errors import UserError
+from smallcnn.fingerprint import file_sha256
 from smallcnn.registry import KIND_ORDER, KINDS, TRAINING_KEYS
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]*"
@@ -191,12 +191,9 @@ def weights_id(weights, root="."):
             f"conv_base.weights={weights!r}: no such file (give the path of a .weights.h5 file, "
             "imagenet or none)"
         )
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
+    digest = file_sha256(path)
     stem = re.sub(r"[^a-z0-9]+", "_", path.name.lower().removesuffix(".h5")).strip("_")
-    return f"{stem[:40]}-{digest.hexdigest()[:10]}"
+    return f"{stem[:40]}-{digest[:10]}"
 
 
 def is_book(experiment, book_config, image_size):

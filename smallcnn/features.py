@@ -1,7 +1,6 @@
 """Conv-base features of one split, computed once and kept in HDF5."""
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -13,16 +12,9 @@ import numpy as np
 
 from smallcnn import datasets, devices, models, registry
 from smallcnn.errors import UserError
+from smallcnn.fingerprint import file_sha256
 
 log = logging.getLogger(__name__)
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_record(source, weights_path):

@@ -16,7 +16,6 @@ callbacks' order does not matter and nothing depends on Keras internals.
 
 import contextlib
 import csv
-import hashlib
 import json
 import logging
 import math
@@ -28,6 +27,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
+
+from smallcnn.fingerprint import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,6 @@ KILL_ENV = "SMALLCNN_TEST_KILL_AT"
 def crash_point(point, epoch):
     if os.environ.get(KILL_ENV) == f"{point}:{epoch}":
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def replace_durably(tmp, target):

@@ -5,11 +5,11 @@ module alone, and a change to the report reruns only the report.
 """
 
 import csv
-import json
 import math
 from pathlib import Path
 
 from smallcnn.errors import UserError
+from smallcnn.records import read_json
 
 METRICS_KEYS = ("test_accuracy", "test_loss", "roc_auc", "balanced_accuracy", "macro_f1")
 
@@ -73,7 +73,7 @@ def write_summary(metrics, experiments, out):
     by_experiment = {}
     for path in metrics:
         path = Path(path)
-        data = _read_metrics(path)
+        data = read_json(path, METRICS_KEYS)
         # results/metrics/<experiment>/<seed>.json
         by_experiment.setdefault(path.parent.name, []).append({**data, "seed": int(path.stem)})
     rows = []
@@ -90,17 +90,3 @@ def write_summary(metrics, experiments, out):
         for row in rows:
             writer.writerow({k: "" if v is None else v for k, v in row.items()})
     return rows
-
-
-def _read_metrics(path):
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise UserError(f"cannot read {path}: {error}; rerun the job that writes it") from None
-    missing = [key for key in METRICS_KEYS if key not in data]
-    if missing:
-        raise UserError(
-            f"{path} lacks {', '.join(missing)}: it was written by another version of the "
-            "workflow; delete it and rerun"
-        )
-    return data

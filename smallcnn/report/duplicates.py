@@ -6,10 +6,7 @@ put on two sides without the check). `near_duplicate_section` turns both into a 
 templates/near_duplicates.html.j2 renders.
 """
 
-import json
-from pathlib import Path
-
-from smallcnn.errors import UserError
+from smallcnn.records import read_json
 
 SUMMARY_KEYS = ("enabled", "hash", "max_distance", "n_groups", "n_near_duplicate", "examples")
 SPLIT_KEYS = ("n_straddling", "examples")
@@ -20,8 +17,8 @@ def near_duplicate_section(summary_path, split_path):
     "n_label_conflict_groups", "n_straddling", "straddling_examples", "pairs"}; each pair is
     {"distance", "images": [{"file", "label", "status", "size", "thumbnail"}, ...]}, the kept
     image first and `thumbnail` a PNG data URI."""
-    summary = _read(summary_path, SUMMARY_KEYS)
-    split = _read(split_path, SPLIT_KEYS)
+    summary = read_json(summary_path, SUMMARY_KEYS, "rerun the data stage")
+    split = read_json(split_path, SPLIT_KEYS, "rerun the data stage")
     return {
         "enabled": summary["enabled"],
         "hash": summary["hash"],
@@ -34,17 +31,3 @@ def near_duplicate_section(summary_path, split_path):
         "straddling_examples": split["examples"],
         "pairs": summary["examples"],
     }
-
-
-def _read(path, keys):
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise UserError(f"cannot read {path}: {error}; rerun the data stage") from None
-    missing = [key for key in keys if key not in data]
-    if missing:
-        raise UserError(
-            f"{path} lacks {', '.join(missing)}: it was written by another version of the "
-            "workflow; delete it and rerun"
-        )
-    return data

@@ -3,7 +3,8 @@
 import yaml
 
 from smallcnn import provenance
-from smallcnn.report.loading import read_csv, read_json
+from smallcnn.records import read_json
+from smallcnn.report.loading import read_csv
 from smallcnn.report.sections import pretrained_weights
 
 MANIFEST_COLUMNS = ("file", "label", "status", "detail")

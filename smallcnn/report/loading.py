@@ -1,6 +1,5 @@
 """Reading the report's inputs: one Run per (experiment, seed), found by path."""
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from smallcnn.errors import UserError
+from smallcnn.records import read_json
 
 METRICS_KEYS = (
     "test_accuracy",
@@ -49,20 +49,6 @@ def plain(value):
     if isinstance(value, list | tuple):
         return [plain(item) for item in value]
     return value
-
-
-def read_json(path, keys):
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise UserError(f"cannot read {path}: {error}; rerun the job that writes it") from None
-    missing = [key for key in keys if key not in data]
-    if missing:
-        raise UserError(
-            f"{path} lacks {', '.join(missing)}: it was written by another version of the "
-            "workflow; delete it and rerun"
-        )
-    return data
 
 
 def read_csv(path, columns):

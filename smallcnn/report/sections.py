@@ -14,16 +14,8 @@ THUMBNAIL_PIXELS = 112
 AUGMENTATION_COLUMNS = 5
 # The book's figures are for Dogs vs. Cats: beside any other classes they mean nothing.
 BOOK_CLASSES = ["cat", "dog"]
-SETTING_KEYS = (
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "learning_rate",
-    "dropout",
-    "dense_units",
-    "augment",
-    "class_weight",
-)
+# The training keys the settings table shows (steps_per_epoch and callbacks are in the YAML).
+SETTING_KEYS = tuple(k for k in registry.TRAINING_KEYS if k not in ("steps_per_epoch", "callbacks"))
 
 
 # Short headers: the settings table must fit the page beside the conv base column.

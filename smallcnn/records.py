@@ -1,0 +1,22 @@
+"""Reading the JSON records that one job writes and another reads."""
+
+import json
+from pathlib import Path
+
+from smallcnn.errors import UserError
+
+
+def read_json(path, keys, remedy="rerun the job that writes it"):
+    """The JSON object at `path`, which must hold every one of `keys`: a UserError otherwise,
+    saying what to do (`remedy`) or that the file comes from another version of the workflow."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"cannot read {path}: {error}; {remedy}") from None
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise UserError(
+            f"{path} lacks {', '.join(missing)}: it was written by another version of the "
+            "workflow; delete it and rerun"
+        )
+    return data
