@@ -190,11 +190,19 @@ def report_experiments():
             "conv_base": e.conv_base,
             "settings": e.settings,
             "overrides": list(e.overrides),
-            "description": registry.describe(
-                e.kind,
-                (e.conv_base or {}).get("name"),
-                e.start,
-                (e.conv_base or {}).get("unfreeze_from"),
+            "description": "; ".join(
+                filter(
+                    None,
+                    [
+                        registry.describe(
+                            e.kind,
+                            (e.conv_base or {}).get("name"),
+                            e.start,
+                            (e.conv_base or {}).get("unfreeze_from"),
+                        ),
+                        declared_experiments.overridden(e),
+                    ],
+                )
             ),
             "book_settings": declared_experiments.is_book(
                 e, BOOK_CONFIG, config["image_size"]

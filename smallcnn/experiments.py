@@ -177,6 +177,17 @@ def _conv_base(experiment, entry, config, experiments):
     }
 
 
+def overridden(experiment):
+    """The experiment's own training settings, as the report names them beside its description:
+    "learning_rate 0.003, epochs 10". Its conv base is in the description already, and callbacks
+    are left to the settings table (nested keys would not read on one line)."""
+    return ", ".join(
+        f"{key} {experiment.settings[key]}"
+        for key in experiment.overrides
+        if key not in ("conv_base", "callbacks")
+    )
+
+
 def weights_id(weights, root="."):
     """The `{weights}` part of a features path: imagenet, none, or the file's name and content.
 

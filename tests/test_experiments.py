@@ -306,3 +306,16 @@ def test_the_features_job_loads_the_base_in_its_path(tmp_path):
     )
     output = result.stdout + result.stderr
     assert "wildcards: base=resnet50, weights=none, split=test" in output
+
+
+def test_the_report_names_an_experiments_own_settings():
+    resolved = experiments.resolve(
+        config_with(
+            {
+                "fast": {"kind": "scratch", "learning_rate": 0.003, "epochs": 10},
+                "mobile": {"kind": "features", "conv_base": {"name": "mobilenetv2"}},
+            }
+        )
+    )
+    assert experiments.overridden(resolved["fast"]) == "learning_rate 0.003, epochs 10"
+    assert experiments.overridden(resolved["mobile"]) == ""

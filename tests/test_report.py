@@ -453,8 +453,9 @@ def test_summary_table_has_one_row_per_experiment_with_the_books_figures(full_re
     assert finetuned[5] == "4 / 6, early stop"
     assert rows[0][5] == "4 / 6, epoch limit"
     assert finetuned[6] == "1 min 34 s"
-    assert finetuned[7] == "3,453,121 / 18,167,809"
-    assert [row[8] for row in rows] == ["71.0%", "82.0%", "90.0%", "96.0%", "96.8%"]
+    assert [row[7] for row in rows] == ["71.0%", "82.0%", "90.0%", "96.0%", "96.8%"]
+    training = {row[0]: row for row in full_report["page"].tables["training-table"]}
+    assert training["finetuned"][2] == "3,453,121 / 18,167,809"
     assert "Ranked by accuracy (report.primary_metric: auto)" in full_report["html"]
     assert "Best on this test set: <strong>finetuned</strong>" in " ".join(
         full_report["html"].split()
@@ -529,8 +530,8 @@ def test_provenance_lists_jobs_weights_versions_and_git_commit(full_report):
     train = next(row for row in page.tables["benchmark-table"] if row[0] == f"train/frozen/{SEED}")
     assert train[1:] == ["2 min 05 s", "3 min 20 s", "2500 MB"]
     training = {row[0]: row for row in page.tables["training-table"]}
-    assert training["frozen"][5:] == ["imagenet", "ab" * 32]
-    assert training["scratch"][5] == "not used"
+    assert training["frozen"][6:] == ["imagenet", "ab" * 32]
+    assert training["scratch"][6] == "not used"
     versions = dict(page.tables["version-table"])
     assert versions["tensorflow"] and versions["snakemake"]
     assert re.search(r"git commit <code>[0-9a-f]{40}</code>", html)
@@ -718,7 +719,7 @@ def test_a_randomly_initialised_base_is_flagged(tmp_path):
     html = out.read_text(encoding="utf-8")
     assert "features started from a randomly initialised\n    conv base" in html
     training = {row[0]: row for row in Page(html).tables["training-table"]}
-    assert training["features"][5:] == ["none: random initialisation", ""]
+    assert training["features"][6:] == ["none: random initialisation", ""]
     assert [row[-1] for row in Page(html).tables["summary-table"]] == ["71.0%", "90.0%"]
 
 

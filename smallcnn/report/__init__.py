@@ -117,7 +117,7 @@ def report_context(inputs, settings, writer):
             "reason": primary_reason,
         },
         "comparisons": pairs,
-        "verdict": comparing.verdict(order, pairs),
+        "verdict": verdict(order, pairs, rows),
         "random_base": [
             name
             for name, experiment_runs in runs.items()
@@ -142,3 +142,13 @@ def report_context(inputs, settings, writer):
             inputs, settings, runs, {name: e["kind"] for name, e in experiments.items()}
         ),
     }
+
+
+def verdict(order, pairs, rows):
+    """comparisons.verdict on accuracy, with the margin in the primary metric beside it."""
+    result = comparing.verdict(order, pairs)
+    if result is not None:
+        primary = {row["name"]: row["primary"] for row in rows}
+        best, runner_up = primary[order[0]], primary[result["runner_up"]]
+        result["primary_margin"] = None if best is None or runner_up is None else best - runner_up
+    return result

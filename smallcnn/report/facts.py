@@ -69,6 +69,8 @@ def provenance_section(inputs, settings, runs_by_experiment, kinds):
                 {
                     "name": name,
                     "seed": summary.get("seed", run.seed),
+                    "params_trainable": run.metrics["params_trainable"],
+                    "params_total": run.metrics["params_total"],
                     "device": summary.get("device"),
                     "precision": summary.get("precision"),
                     "tensorflow": versions.get("tensorflow"),
