@@ -666,14 +666,20 @@ def test_dry_run_of_a_subset_builds_only_what_the_report_needs(tmp_path):
 def test_the_rule_renders_the_report_and_snakemake_report_collects_its_figures(tmp_path):
     subset = ["scratch", "features"]
     fabricate_results(tmp_path, subset)
-    config = {"experiments": subset}
+    # A signed address with credentials: the report shows the run's data settings, never these.
+    url = "https://user:hunter2@example.org/photos.zip?token=s3cr3t"
+    config = {"experiments": subset, "data": {"url": url}}
     demo = [REPO / "config" / "demo.yaml"]
     # Only the report rule may run: everything upstream is the fabricated tree.
     only_report = ["--allowed-rules", "summarize", "report"]
     run_snakemake(
         tmp_path, ["results/report.html"], configfiles=demo, config=config, args=only_report
     )
-    page = Page((tmp_path / "results" / "report.html").read_text(encoding="utf-8"))
+    html = (tmp_path / "results" / "report.html").read_text(encoding="utf-8")
+    assert "hunter2" not in html and "s3cr3t" not in html and "example.org/photos.zip" in html
+    for record in (tmp_path / ".snakemake" / "metadata").iterdir():
+        assert "hunter2" not in record.read_text() and "s3cr3t" not in record.read_text()
+    page = Page(html)
     assert [row[0].split()[0] for row in page.tables["summary-table"]] == subset
     assert "report" not in [row[0] for row in page.tables["benchmark-table"]]
     run_snakemake(
