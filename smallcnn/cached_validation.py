@@ -129,6 +129,7 @@ def write_activations(frozen, images, out, image_size, batch_size, class_names, 
 
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
+    out.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(partial, "w") as h5:
         sets = [
             h5.create_dataset(

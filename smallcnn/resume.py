@@ -160,6 +160,7 @@ class Backup:
         partial, and TensorFlow refuses a cache whose lock file remains) and after."""
         path = self.path(CACHE_DIR)
         shutil.rmtree(path, ignore_errors=True)
+        Path(path).mkdir(parents=True)
         try:
             yield str(path)
         finally:

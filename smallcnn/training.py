@@ -372,7 +372,7 @@ def train(
     state = keeper.state
     rows = state["history"]
     summary = {
-        "experiment": name,
+        "experiment": settings["experiment"],
         "kind": settings["kind"],
         "epochs_run": len(rows),
         "best_epoch": state["checkpoint"]["best_epoch"],

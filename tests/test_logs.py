@@ -84,7 +84,7 @@ def test_output_after_the_block_is_on_the_terminal_again(tmp_path):
 
 @pytest.mark.slow
 def test_a_features_job_keeps_the_terminal_clean_and_runs_on_its_threads(tmp_path):
-    target = "results/features/vgg16/test.h5"
+    target = "results/features/vgg16/none/test.h5"
     result = run_snakemake(
         tmp_path,
         [target],
