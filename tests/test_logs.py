@@ -96,6 +96,7 @@ def test_a_features_job_keeps_the_terminal_clean_and_runs_on_its_threads(tmp_pat
     assert "oneDNN" not in terminal and "cuInit" not in terminal and "absl" not in terminal
     # Snakemake's own progress is still there.
     assert "rule extract_features:" in terminal and "steps (100%) done" in terminal
-    assert TF_CPP_LINE.search((tmp_path / "logs" / "features" / "vgg16" / "test.log").read_text())
+    log = tmp_path / "logs" / "features" / "vgg16" / "none" / "test.log"
+    assert TF_CPP_LINE.search(log.read_text())
     with h5py.File(tmp_path / target) as h5:
         assert (h5.attrs["intra_op_threads"], h5.attrs["inter_op_threads"]) == (1, 1)
