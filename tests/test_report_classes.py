@@ -1,13 +1,13 @@
 """The per-class report section: a table for few classes; for many a heatmap, the most frequent
 confusions and the recall per class worst first, from fabricated results of a 40-class problem."""
 
-from html.parser import HTMLParser
 from pathlib import Path
 
 import jinja2
 import numpy as np
 import pytest
 from PIL import Image
+from test_report import Page
 
 from smallcnn.errors import UserError
 from smallcnn.figures import FigureWriter
@@ -48,44 +48,6 @@ def render(section):
     return template.render(section=section)
 
 
-class Tables(HTMLParser):
-    """Body rows of each table by id, cell texts stripped; and the images' attributes."""
-
-    def __init__(self, html):
-        super().__init__(convert_charrefs=True)
-        self.tables, self.images, self._table, self._row, self._cell = {}, [], None, None, None
-        self._in_body = False
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "table":
-            self._table = attrs["id"]
-            self.tables[self._table] = []
-        elif tag == "img":
-            self.images.append(attrs)
-        elif tag == "tbody":
-            self._in_body = True
-        elif tag == "tr" and self._in_body:
-            self._row = []
-        elif tag in ("td", "th") and self._row is not None:
-            self._cell = []
-
-    def handle_endtag(self, tag):
-        if tag == "tbody":
-            self._in_body = False
-        elif tag == "tr" and self._row is not None:
-            self.tables[self._table].append(self._row)
-            self._row = None
-        elif tag in ("td", "th") and self._cell is not None:
-            self._row.append(" ".join("".join(self._cell).split()))
-            self._cell = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
-
-
 def test_top_confusions_by_hand_with_ties_in_class_order():
     matrix = [[5, 2, 3], [4, 6, 0], [2, 0, 1]]
     assert report_classes.top_confusions(matrix, ["a", "b", "c"], count=4) == [
@@ -117,7 +79,7 @@ def test_forty_classes_get_a_heatmap_the_top_confusions_and_recall_worst_first(t
         assert image.format == "PNG" and min(image.size) > 500
 
     html = render(section)
-    page = Tables(html)
+    page = Page(html)
     assert "confusion-scratch" not in page.tables  # no 40x40 table of counts
     [image] = page.images
     assert image["src"] == section["figure"].uri
@@ -149,7 +111,7 @@ def test_a_table_up_to_ten_classes_a_heatmap_above(tmp_path, n, many):
     matrix = np.diag(np.arange(1, n + 1)) + 1
     metrics = {"confusion_matrix": matrix.tolist(), "class_names": names}
     section = report_classes.class_section("augmented", metrics, FigureWriter(tmp_path))
-    page = Tables(render(section))
+    page = Page(render(section))
     assert section["many"] is many
     assert ("confusion-augmented" in page.tables) is not many
     assert ("top-confusions-augmented" in page.tables) is many
