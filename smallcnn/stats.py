@@ -120,3 +120,52 @@ def paired_difference(differences):
     sd = math.sqrt(sum((value - mean) ** 2 for value in differences) / (n - 1))
     half = t_quantile(0.975, n - 1) * sd / math.sqrt(n)
     return mean, mean - half, mean + half
+
+
+def t_two_sided_p(t, df):
+    """Two-sided p-value of Student's t statistic `t` with `df` degrees of freedom."""
+    if df < 1:
+        raise ValueError("t_two_sided_p needs df >= 1")
+    if math.isinf(t):
+        return 0.0
+    return min(1.0, _incomplete_beta(df / 2, 0.5, df / (df + t * t)))
+
+
+def corrected_repeated_kfold_t(differences, n_train, n_test):
+    """Mean of k*r fold-paired differences (k folds, r seeds, each seed its own partition) with
+    the corrected resampled t-test (Nadeau & Bengio 2003; Bouckaert & Frank 2004).
+
+    The folds of one partition share most of their training images, and the seeds share images
+    too, so the differences are correlated and a plain paired t-test over them is over-confident.
+    The correction multiplies the variance of the mean by (1/(k*r) + n_test/n_train) instead of
+    1/(k*r); `n_test` and `n_train` are the images a fold validates and trains on. The statistic
+    has k*r - 1 degrees of freedom. Needs at least two differences and some spread: the caller
+    falls back to McNemar's test otherwise.
+
+    Returns {"mean", "variance" (of the mean, corrected), "t", "df", "p" (two-sided), "low",
+    "high" (the 95% interval of the mean)}.
+    """
+    differences = [float(value) for value in differences]
+    n = len(differences)
+    if n < 2:
+        raise ValueError("the corrected resampled t-test needs at least two paired differences")
+    if n_train <= 0 or n_test <= 0:
+        raise ValueError("n_train and n_test must be positive")
+    mean = sum(differences) / n
+    sample_variance = sum((value - mean) ** 2 for value in differences) / (n - 1)
+    if sample_variance == 0:
+        raise ValueError("the paired differences have no spread: the t-test does not apply")
+    variance = (1 / n + n_test / n_train) * sample_variance
+    se = math.sqrt(variance)
+    t = mean / se
+    df = n - 1
+    half = t_quantile(0.975, df) * se
+    return {
+        "mean": mean,
+        "variance": variance,
+        "t": t,
+        "df": df,
+        "p": t_two_sided_p(t, df),
+        "low": mean - half,
+        "high": mean + half,
+    }

@@ -105,3 +105,52 @@ def test_paired_difference_interval():
     # sd 0.01, n 3: half-width 4.303 * 0.01 / sqrt(3).
     assert (high - low) / 2 == pytest.approx(4.303 * 0.01 / 3**0.5, rel=1e-3)
     assert paired_difference([0.05]) == (0.05, None, None)
+
+
+def test_corrected_repeated_kfold_t_against_a_hand_computation():
+    from smallcnn.stats import corrected_repeated_kfold_t
+
+    # k = 3 folds, r = 1 seed, 300 train + validation images: each fold trains on 200 and
+    # validates on 100. Differences 0.04, 0.01, 0.07: mean 0.04, sample variance
+    # (0 + 0.03^2 + 0.03^2) / 2 = 0.0009. Corrected variance of the mean:
+    # (1/3 + 100/200) * 0.0009 = 0.00075; t = 0.04 / sqrt(0.00075) = 1.460593 with 2 df, whose
+    # two-sided p has a closed form: 1 - t / sqrt(2 + t^2) = 0.281579.
+    result = corrected_repeated_kfold_t([0.04, 0.01, 0.07], n_train=200, n_test=100)
+    assert result["mean"] == pytest.approx(0.04)
+    assert result["variance"] == pytest.approx(0.00075)
+    assert result["t"] == pytest.approx(1.460593, abs=1e-6)
+    assert result["df"] == 2
+    assert result["p"] == pytest.approx(0.281579, abs=1e-6)
+    # 95% interval: t(0.975, 2) = 4.302653 times sqrt(0.00075) = 0.117833 either side.
+    assert result["low"] == pytest.approx(0.04 - 0.117833, abs=1e-6)
+    assert result["high"] == pytest.approx(0.04 + 0.117833, abs=1e-6)
+    # The plain paired t-test on the same differences (variance / 3) would claim p = 0.147.
+    plain_t = 0.04 / math.sqrt(0.0009 / 3)
+    assert 1 - plain_t / math.sqrt(2 + plain_t**2) == pytest.approx(0.147197, abs=1e-6)
+
+
+def test_corrected_repeated_kfold_t_matches_scipy_with_more_folds_and_seeds():
+    from scipy import stats as scipy_stats
+
+    from smallcnn.stats import corrected_repeated_kfold_t
+
+    # k = 5, r = 2: ten differences, 9 df; each fold trains on 400 and validates on 100.
+    differences = [0.02, 0.05, -0.01, 0.03, 0.04, 0.00, 0.06, 0.02, 0.01, 0.03]
+    result = corrected_repeated_kfold_t(differences, n_train=400, n_test=100)
+    mean = sum(differences) / 10
+    variance = (1 / 10 + 100 / 400) * scipy_stats.tvar(differences)
+    t = mean / math.sqrt(variance)
+    assert result["t"] == pytest.approx(t, rel=1e-12)
+    assert result["df"] == 9
+    assert result["p"] == pytest.approx(2 * scipy_stats.t.sf(abs(t), 9), rel=1e-9)
+    half = scipy_stats.t.ppf(0.975, 9) * math.sqrt(variance)
+    assert result["high"] - result["low"] == pytest.approx(2 * half, rel=1e-6)
+
+
+def test_corrected_repeated_kfold_t_needs_two_differences_with_spread():
+    from smallcnn.stats import corrected_repeated_kfold_t
+
+    with pytest.raises(ValueError, match="at least two"):
+        corrected_repeated_kfold_t([0.02], n_train=10, n_test=5)
+    with pytest.raises(ValueError, match="no spread"):
+        corrected_repeated_kfold_t([0.02, 0.02, 0.02], n_train=10, n_test=5)
