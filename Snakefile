@@ -31,6 +31,7 @@ localrules:
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/folds.smk"
 include: "rules/weights.smk"
 include: "rules/features.smk"
 include: "rules/train.smk"
