@@ -19,6 +19,13 @@ LOCAL_SOURCE = config["data"]["source"] == "local"
 # ancient() and rerun when its fingerprint param (every file's path, size and mtime) changes.
 SOURCE_FINGERPRINT = source_fingerprint(DATA_SOURCE) if LOCAL_SOURCE else None
 SOURCE_INPUT = ancient(DATA_SOURCE) if LOCAL_SOURCE else DATA_SOURCE
+# The user's label fixes: an input like the source, so that editing them reruns the data stage.
+CORRECTIONS = config["data"]["corrections"]
+if CORRECTIONS and not os.path.isfile(CORRECTIONS):
+    sys.exit(
+        f"error in config: data.corrections={CORRECTIONS!r}: no such file (a CSV with columns "
+        "file,label, relative to the working directory)"
+    )
 
 # data.sha256 is checked here, against the archive already downloaded, rather than as a param of
 # download: pinning the right sum then reruns nothing (no second download, no retraining), and a
@@ -85,6 +92,7 @@ rule make_demo:
 rule prepare:
     input:
         source=SOURCE_INPUT,
+        corrections=CORRECTIONS or [],
     output:
         manifest="results/data/manifest.csv",
         rejections="results/data/rejections.json",

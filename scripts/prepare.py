@@ -12,4 +12,5 @@ with job_log(snakemake.log[0]):
         workers=snakemake.threads,
         near_duplicate_check=dict(snakemake.params.near_duplicates),
         near_duplicate_summary=snakemake.output.near_duplicates,
+        corrections=snakemake.input.get("corrections") or None,
     )

@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from smallcnn import images, layouts, near_duplicates, split_sizes
+from smallcnn.corrections import MANIFEST_COLUMNS as CORRECTION_COLUMNS
+from smallcnn.corrections import apply as apply_corrections
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ MANIFEST_COLUMNS = [
     "convert",
     "phash",
     "group",
+    *CORRECTION_COLUMNS,
 ]
 SPLITS_COLUMNS = ["file", "label", "split", "sha256", "path"]
 EXAMPLES = 5
@@ -55,11 +58,13 @@ def prepare(
     workers=2,
     near_duplicate_check=None,
     near_duplicate_summary=None,
+    corrections=None,
 ):
     """Check every file of `source` (a zip or a folder) and write the manifest and rejections.
 
     `near_duplicate_check` is the config's data.near_duplicates ({"enabled", "max_distance"});
     None skips the check. `near_duplicate_summary` is where its summary for the report goes.
+    `corrections`: the config's data.corrections CSV (smallcnn.corrections), or None.
     """
     started = time.perf_counter()
     _refuse_results_inside(source, [manifest, rejections])
@@ -89,6 +94,16 @@ def prepare(
             to_check.append(member)
         else:
             row.update(status="unlabelled", detail=f"outside the {layout.describe()}")
+    corrected = {"relabelled": 0, "excluded": 0, "unchanged": 0}
+    if corrections:
+        # Before the checks: duplicates under two labels are judged by the corrected labels.
+        excluded, corrected = apply_corrections(
+            rows,
+            {member.name for member in to_check},
+            corrections,
+            set(layout.labels.values()),
+        )
+        to_check = [member for member in to_check if member.name not in excluded]
 
     def check(member):
         refused = images.too_large(member.size, max_image_pixels)
@@ -139,6 +154,7 @@ def prepare(
     table = sorted(rows.values(), key=lambda row: row["file"])
     _write_csv(manifest, MANIFEST_COLUMNS, table)
     summary = _summarise(table, sorted(set(layout.labels.values())))
+    summary["corrections"] = corrected
     _write_json(rejections, summary)
     _log_summary(summary, time.perf_counter() - started)
     return summary
