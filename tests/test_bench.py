@@ -98,3 +98,58 @@ def _merge(base, update):
         else:
             merged[key] = value
     return merged
+
+
+def test_accuracy_flips_a_seeded_share_of_train_and_validation_and_leaves_the_test_split():
+    import hashlib
+
+    from smallcnn import data
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        import accuracy
+    finally:
+        sys.path.remove(str(BENCH))
+    settings = {"train": 0.5, "validation": 0.25, "test": 0.25}
+    manifest = [
+        {
+            "file": f"train/{label}.{i}.jpg",
+            "label": label,
+            "status": "ok",
+            "sha256": hashlib.sha256(f"{label}{i}".encode()).hexdigest(),
+            "group": "",
+        }
+        for label in ("cat", "dog")
+        for i in range(400)
+    ]
+    manifest[0]["group"] = manifest[1]["group"] = manifest[0]["file"]  # one near-duplicate pair
+
+    def split(rows):
+        by_label = {}
+        for row in rows:
+            by_label.setdefault(row["label"], []).append(row)
+        return data._assign(by_label, settings, 1337)
+
+    before = split(manifest)
+    flips = accuracy.choose_flips(manifest, before, 0.05, seed=3, split_seed=1337)
+    # 5% of each class's 300 train + validation photos, none in a near-duplicate group.
+    assert sum(given == "cat" for given, _ in flips.values()) == 15
+    assert sum(given == "dog" for given, _ in flips.values()) == 15
+    assert not {manifest[0]["file"], manifest[1]["file"]} & set(flips)
+    assert flips == accuracy.choose_flips(manifest, before, 0.05, seed=3, split_seed=1337)
+    assert flips != accuracy.choose_flips(manifest, before, 0.05, seed=4, split_seed=1337)
+
+    def test_split(rows):
+        return {row["file"] for row in rows if row["split"] == "test"}
+
+    # Several draws: a flip ranked among its new class's test photos would move into the test
+    # split and push a test photo out.
+    for seed in range(8):
+        flips = accuracy.choose_flips(manifest, before, 0.05, seed=seed, split_seed=1337)
+        relabelled = [
+            {**row, "label": flips[row["file"]][1]} if row["file"] in flips else row
+            for row in manifest
+        ]
+        after = split(relabelled)
+        assert test_split(after) == test_split(before), seed
+        assert all(row["label"] == flips[row["file"]][1] for row in after if row["file"] in flips)
