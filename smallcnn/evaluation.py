@@ -9,34 +9,17 @@ import numpy as np
 
 from smallcnn import datasets, devices, features, models
 from smallcnn.errors import UserError
-from smallcnn.metrics import class_metrics, confusion_matrix, roc_auc
+from smallcnn.metrics import (
+    class_metrics,
+    class_probabilities,
+    confusion_matrix,
+    cross_entropy,
+    predicted_classes,
+    roc_auc,
+)
 from smallcnn.stats import accuracy_ci95
 
 log = logging.getLogger(__name__)
-
-# Probabilities are clipped like Keras' cross-entropy losses, so that the loss is finite.
-EPSILON = 1e-7
-
-
-def class_probabilities(outputs):
-    """Model outputs -> (n, n_classes) probabilities (a sigmoid output is P(class 1))."""
-    outputs = np.asarray(outputs, dtype=np.float64)
-    if outputs.ndim == 1 or outputs.shape[1] == 1:
-        p = outputs.reshape(-1)
-        return np.stack([1 - p, p], axis=1)
-    return outputs
-
-
-def predicted_classes(probabilities):
-    """Class index per row; for two classes class 1 needs p > 0.5, as Keras' binary accuracy."""
-    if probabilities.shape[1] == 2:
-        return (probabilities[:, 1] > 0.5).astype(int)
-    return probabilities.argmax(axis=1)
-
-
-def cross_entropy(labels, probabilities):
-    chosen = probabilities[np.arange(len(labels)), labels]
-    return float(-np.mean(np.log(np.clip(chosen, EPSILON, 1 - EPSILON))))
 
 
 def evaluate(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smallcnn.crossval import PROBABILITY_PREFIX
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,6 @@ LABEL_ISSUES_COLUMNS = [
     "path",
     "reason",
 ]
-# OOF columns: one probability per class, named by the class.
-PROBABILITY_PREFIX = "probability_"
 
 
 def read_oof(path):
@@ -39,7 +38,7 @@ def read_oof(path):
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
         classes = [
-            c.removeprefix(PROBABILITY_PREFIX) for c in columns if c.startswith("probability_")
+            c.removeprefix(PROBABILITY_PREFIX) for c in columns if c.startswith(PROBABILITY_PREFIX)
         ]
         missing = [c for c in ("file", "label") if c not in columns]
         if missing or len(classes) < 2:

@@ -1,0 +1,92 @@
+"""Cross-validated figures from fold predictions, without TensorFlow."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from smallcnn import crossval
+from smallcnn.errors import UserError
+
+CLASSES = ["cat", "dog"]
+
+
+def fold(k, files, labels, p_dog, n_train):
+    return {
+        "fold": k,
+        "rows": [
+            {"file": f, "path": f"train/{f}", "label": CLASSES[y]}
+            for f, y in zip(files, labels, strict=True)
+        ],
+        "labels": labels,
+        "probabilities": np.stack([1 - np.asarray(p_dog), np.asarray(p_dog)], axis=1),
+        "n_train": n_train,
+        "summary": {"epochs_run": 3, "best_epoch": 2, "train_seconds": 1.5},
+    }
+
+
+def test_the_cv_block_pools_every_fold_and_keeps_each_folds_figures(tmp_path):
+    folds = [
+        # fold 0: 3 of 4 right (the last cat is called a dog).
+        fold(0, ["a", "b", "c", "d"], [0, 0, 1, 1], [0.1, 0.7, 0.8, 0.9], n_train=4),
+        # fold 1: 4 of 4 right.
+        fold(1, ["e", "f", "g", "h"], [0, 0, 1, 1], [0.2, 0.3, 0.6, 0.9], n_train=4),
+    ]
+    cv, rows = crossval.cross_validated(folds, CLASSES)
+    assert cv["k"] == 2 and cv["n_images"] == 8
+    assert cv["accuracy"] == pytest.approx(7 / 8)
+    assert [f["accuracy"] for f in cv["folds"]] == [pytest.approx(0.75), pytest.approx(1.0)]
+    assert cv["folds"][0]["n_validation"] == 4 and cv["folds"][0]["n_train"] == 4
+    assert cv["folds"][1]["epochs_run"] == 3
+    # Pooled ROC AUC: the 0.7 cat outranks the 0.6 dog, one discordant pair of 16.
+    assert cv["roc_auc"] == pytest.approx(15 / 16)
+    expected_loss = -np.mean(np.log([0.9, 0.3, 0.8, 0.9, 0.8, 0.7, 0.6, 0.9]))
+    assert cv["loss"] == pytest.approx(expected_loss)
+
+    crossval.write_oof(tmp_path / "oof.csv", rows, CLASSES)
+    with open(tmp_path / "oof.csv", newline="") as handle:
+        written = list(csv.DictReader(handle))
+    assert [row["file"] for row in written] == list("abcdefgh")
+    assert written[1]["predicted"] == "dog" and written[1]["label"] == "cat"
+    assert written[1]["fold"] == "0" and float(written[1]["probability_dog"]) == 0.7
+    assert list(written[0]) == [
+        "file",
+        "path",
+        "label",
+        "fold",
+        "predicted",
+        "probability_cat",
+        "probability_dog",
+    ]
+
+
+def test_an_image_in_two_folds_is_refused():
+    folds = [fold(0, ["a", "b"], [0, 1], [0.1, 0.9], 2), fold(1, ["b", "c"], [1, 0], [0.8, 0.2], 2)]
+    with pytest.raises(UserError, match="b is in folds 0 and 1"):
+        crossval.cross_validated(folds, CLASSES)
+
+
+def test_the_test_prediction_is_the_mean_probability_over_folds():
+    fold_outputs = [np.array([[0.9, 0.1], [0.4, 0.6]]), np.array([[0.5, 0.5], [0.2, 0.8]])]
+    assert crossval.mean_probabilities(fold_outputs) == pytest.approx(
+        np.array([[0.7, 0.3], [0.3, 0.7]])
+    )
+
+
+def test_experiments_rank_by_the_cross_validated_primary_metric():
+    good = [{"cv": {"accuracy": 0.80, "balanced_accuracy": 0.70, "loss": 0.5}}]
+    better_accuracy = [{"cv": {"accuracy": 0.85, "balanced_accuracy": 0.65, "loss": 0.4}}]
+    by_accuracy = sorted(
+        {"good": good, "other": better_accuracy}.items(),
+        key=lambda item: crossval.rank_key(item[1], "test_accuracy"),
+    )
+    assert [name for name, _ in by_accuracy] == ["other", "good"]
+    by_balanced = sorted(
+        {"good": good, "other": better_accuracy}.items(),
+        key=lambda item: crossval.rank_key(item[1], "balanced_accuracy"),
+    )
+    assert [name for name, _ in by_balanced] == ["good", "other"]
+    # Mean over seeds.
+    assert crossval.mean_cv(
+        [{"cv": {"accuracy": 0.8}}, {"cv": {"accuracy": 0.6}}], "accuracy"
+    ) == pytest.approx(0.7)
