@@ -29,6 +29,14 @@ SUMMARY_COLUMNS = (
     "roc_auc_mean",
     "train_seconds_mean",
 )
+# With cross_validation.folds only: the out-of-fold figures, mean (and sd of accuracy) over seeds.
+CV_COLUMNS = (
+    "cv_accuracy_mean",
+    "cv_accuracy_sd",
+    "cv_balanced_accuracy_mean",
+    "cv_macro_f1_mean",
+    "cv_roc_auc_mean",
+)
 
 
 def spread(values):
@@ -62,6 +70,19 @@ def experiment_summary(name, kind, metrics):
         "test_loss_mean": spread(m["test_loss"] for m in metrics)["mean"],
         "roc_auc_mean": spread(m["roc_auc"] for m in metrics)["mean"],
         "train_seconds_mean": spread(m["train_seconds"] for m in metrics)["mean"],
+        **(cv_summary(metrics) if all("cv" in m for m in metrics) else {}),
+    }
+
+
+def cv_summary(metrics):
+    """The CV_COLUMNS of one experiment from its seeds' `cv` blocks."""
+    accuracy = spread(m["cv"]["accuracy"] for m in metrics)
+    return {
+        "cv_accuracy_mean": accuracy["mean"],
+        "cv_accuracy_sd": accuracy["sd"],
+        "cv_balanced_accuracy_mean": spread(m["cv"]["balanced_accuracy"] for m in metrics)["mean"],
+        "cv_macro_f1_mean": spread(m["cv"]["macro_f1"] for m in metrics)["mean"],
+        "cv_roc_auc_mean": spread(m["cv"]["roc_auc"] for m in metrics)["mean"],
     }
 
 
@@ -82,10 +103,13 @@ def write_summary(metrics, experiments, out):
         if not runs:
             raise UserError(f"no metrics for experiment {experiment['name']!r} among the inputs")
         rows.append(experiment_summary(experiment["name"], experiment["kind"], runs))
+    columns = SUMMARY_COLUMNS
+    if any("cv_accuracy_mean" in row for row in rows):
+        columns += CV_COLUMNS
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=SUMMARY_COLUMNS)
+        writer = csv.DictWriter(stream, fieldnames=columns)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: "" if v is None else v for k, v in row.items()})

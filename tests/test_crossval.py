@@ -90,3 +90,51 @@ def test_experiments_rank_by_the_cross_validated_primary_metric():
     assert crossval.mean_cv(
         [{"cv": {"accuracy": 0.8}}, {"cv": {"accuracy": 0.6}}], "accuracy"
     ) == pytest.approx(0.7)
+
+
+def _metrics(tmp_path, name, seed, accuracy, cv=None):
+    import json
+
+    path = tmp_path / "metrics" / name / f"{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "seed": seed,
+        "test_accuracy": accuracy,
+        "test_loss": 0.5,
+        "roc_auc": 0.8,
+        "balanced_accuracy": accuracy,
+        "macro_f1": accuracy,
+        "train_seconds": 10.0,
+    }
+    if cv:
+        record["cv"] = cv
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_summary_gains_the_cv_columns_only_with_folds(tmp_path):
+    from smallcnn.summary import CV_COLUMNS, SUMMARY_COLUMNS, write_summary
+
+    experiments = [{"name": "scratch", "kind": "scratch"}]
+    plain = [_metrics(tmp_path / "a", "scratch", s, 0.7) for s in (1, 2)]
+    write_summary(plain, experiments, tmp_path / "plain.csv")
+    header = (tmp_path / "plain.csv").read_text().splitlines()[0]
+    assert header == ",".join(SUMMARY_COLUMNS)
+
+    cv = [
+        _metrics(
+            tmp_path / "b",
+            "scratch",
+            seed,
+            0.7,
+            {"accuracy": a, "balanced_accuracy": a - 0.1, "macro_f1": a, "roc_auc": 0.9},
+        )
+        for seed, a in ((1, 0.8), (2, 0.6))
+    ]
+    write_summary(cv, experiments, tmp_path / "cv.csv")
+    with open(tmp_path / "cv.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == list(SUMMARY_COLUMNS) + list(CV_COLUMNS)
+    assert float(rows[0]["cv_accuracy_mean"]) == pytest.approx(0.7)
+    assert float(rows[0]["cv_accuracy_sd"]) == pytest.approx(np.std([0.8, 0.6], ddof=1))
+    assert float(rows[0]["cv_balanced_accuracy_mean"]) == pytest.approx(0.6)
