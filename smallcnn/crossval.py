@@ -138,3 +138,32 @@ def rank_key(metrics_of_seeds, primary):
     accuracy = mean_cv(metrics_of_seeds, "accuracy") or 0.0
     loss = mean_cv(metrics_of_seeds, "loss")
     return (value is None, -(value or 0.0), -accuracy, math.inf if loss is None else loss)
+
+
+def fold_differences(a_by_seed, b_by_seed):
+    """(differences, n_train, n_test) of two experiments' fold accuracies, paired by (seed,
+    fold): B minus A on the same held-out fold, since a seed's partition is the same for every
+    experiment. `a_by_seed`, `b_by_seed`: {seed: metrics JSON with a `cv` block}. n_train and
+    n_test are the mean images a fold trains and validates on, for the corrected t-test."""
+    differences, n_train, n_test = [], [], []
+    for seed in sorted(set(a_by_seed) & set(b_by_seed)):
+        a_folds = {f["fold"]: f for f in a_by_seed[seed]["cv"]["folds"]}
+        b_folds = {f["fold"]: f for f in b_by_seed[seed]["cv"]["folds"]}
+        if set(a_folds) != set(b_folds):
+            raise UserError(
+                f"seed {seed} has folds {sorted(a_folds)} in one experiment and {sorted(b_folds)} "
+                "in the other: rerun both with the same cross_validation.folds"
+            )
+        for fold in sorted(a_folds):
+            a, b = a_folds[fold], b_folds[fold]
+            if a["n_validation"] != b["n_validation"]:
+                raise UserError(
+                    f"fold {fold} of seed {seed} holds {a['n_validation']} images in one "
+                    f"experiment and {b['n_validation']} in the other: rerun both"
+                )
+            differences.append(b["accuracy"] - a["accuracy"])
+            n_train.append(a["n_train"])
+            n_test.append(a["n_validation"])
+    if not differences:
+        raise UserError("the two experiments share no cross-validated seed")
+    return differences, sum(n_train) / len(n_train), sum(n_test) / len(n_test)

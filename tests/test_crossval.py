@@ -138,3 +138,23 @@ def test_summary_gains_the_cv_columns_only_with_folds(tmp_path):
     assert float(rows[0]["cv_accuracy_mean"]) == pytest.approx(0.7)
     assert float(rows[0]["cv_accuracy_sd"]) == pytest.approx(np.std([0.8, 0.6], ddof=1))
     assert float(rows[0]["cv_balanced_accuracy_mean"]) == pytest.approx(0.6)
+
+
+def test_fold_differences_pair_the_same_fold_of_the_same_seed():
+    def cv(accuracies, n_validation=10):
+        return {
+            "cv": {
+                "folds": [
+                    {"fold": k, "accuracy": a, "n_train": 20, "n_validation": n_validation}
+                    for k, a in enumerate(accuracies)
+                ]
+            }
+        }
+
+    a = {1: cv([0.5, 0.6, 0.7]), 2: cv([0.6, 0.6, 0.6])}
+    b = {1: cv([0.6, 0.6, 0.9]), 2: cv([0.7, 0.5, 0.6]), 3: cv([1.0, 1.0, 1.0])}
+    differences, n_train, n_test = crossval.fold_differences(a, b)
+    assert differences == pytest.approx([0.1, 0.0, 0.2, 0.1, -0.1, 0.0])
+    assert (n_train, n_test) == (20, 10)
+    with pytest.raises(UserError, match="fold 0 of seed 1 holds 10 images in one"):
+        crossval.fold_differences(a, {1: cv([0.6, 0.6, 0.9], n_validation=11)})
