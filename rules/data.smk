@@ -4,7 +4,8 @@ from smallcnn import split_sizes
 from smallcnn.fingerprint import check_downloaded_sha256, source_fingerprint
 from smallcnn.redact import redact_url
 
-# The schema cannot add numbers: fractions over 1 stop the run here, before any job.
+# The schema cannot add numbers: fractions over 1, or counts more than max_per_class lets a
+# class have, stop the run here, before any job. A class short of images stops the split job.
 split_sizes.check(config["split"])
 
 # What the prepare and split rules read: a downloaded archive, the user's zip or folder (read in

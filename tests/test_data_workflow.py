@@ -144,6 +144,11 @@ def test_a_misspelt_split_key_fails_validation_naming_it(tmp_path):
         ({"train": 0.7, "validation": 500, "test": 0.15}, "is not valid under any of the given"),
         ({"train": 0.7, "validation": 0.2, "test": 0.2}, "the fractions add up to 1.1"),
         ({"train": 0.7, "validation": 0.15, "test": 0.15, "max_per_class": 0}, "max_per_class"),
+        # More per class than the cap lets any class have: train used to get the rest.
+        (
+            {"train": 3, "validation": 2, "test": 2, "max_per_class": 4},
+            "raise split.max_per_class to at least 7",
+        ),
     ],
 )
 def test_bad_split_fractions_stop_the_run_naming_the_key(tmp_path, split, says):
