@@ -49,8 +49,14 @@ def _read_stdin():
 
 
 def log(path):
-    with open(path, "ab") as target:
-        copy_redacted(_read_stdin, target)
+    try:
+        with open(path, "ab") as target:
+            copy_redacted(_read_stdin, target)
+    except OSError as error:
+        # A log that cannot be written (a full disk) must not break the job's own writes.
+        print(f"cannot write the job log {path}: {error}", file=sys.stderr)
+        while _read_stdin():
+            pass
 
 
 def hold(verdict_fd):

@@ -112,6 +112,26 @@ def test_a_local_folder_reruns_the_data_stage_exactly_when_its_files_change(tmp_
 
 
 @pytest.mark.slow
+def test_content_fingerprint_reruns_the_data_stage_on_a_same_size_rewrite(tmp_path):
+    """What `metadata` misses (test_fingerprint shows it): the same size, the mtime set back."""
+    photos = tmp_path / "photos"
+    make_class_images(photos, per_class=5, size=(40, 40))
+    config = {
+        "data": {"source": "local", "path": str(photos), "fingerprint": "content"},
+        "split": {"train": 3, "validation": 1, "test": 1},
+    }
+    work = tmp_path / "work"
+    run_snakemake(work, ["results/data/splits.csv"], config=config)
+    cache = json.loads((work / ".snakemake" / "smallcnn" / "source-sums.json").read_text())
+    assert list(cache["sources"]) == [str(photos.resolve())]
+    path = photos / "dog" / "3.jpg"
+    stat = path.stat()
+    path.write_bytes(bytes(255 - b for b in path.read_bytes()))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert planned(work, config) == {"prepare", "split"}
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("change", [{"max_distance": 4}, {"enabled": False}])
 def test_changing_the_near_duplicate_check_reruns_the_data_stage(tmp_path, change):
     make_class_images(tmp_path / "photos", per_class=5, size=(40, 40))
