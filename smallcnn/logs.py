@@ -43,25 +43,21 @@ def job_log(path):
     for fd in terminal:
         os.dup2(pipe, fd)
     os.close(pipe)
-    # Its own stream rather than sys.stderr, which a test runner may have replaced.
-    stream = open(os.dup(2), "w", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    logging.captureWarnings(True)
     try:
-        yield
-    except UserError as error:
-        _last_words(f"error: {error}\n", stream, terminal[2])
-        raise SystemExit(1) from None
-    except Exception:
-        _last_words(traceback.format_exc(), stream, terminal[2])
-        raise SystemExit(1) from None
+        # Its own stream rather than sys.stderr, which a test runner may have replaced.
+        with (
+            open(os.dup(2), "w", encoding="utf-8", errors="replace", buffering=1) as stream,
+            _logging_to(stream),
+        ):
+            try:
+                yield
+            except UserError as error:
+                _last_words(f"error: {error}\n", stream, terminal[2])
+                raise SystemExit(1) from None
+            except Exception:
+                _last_words(traceback.format_exc(), stream, terminal[2])
+                raise SystemExit(1) from None
     finally:
-        root.removeHandler(handler)
-        stream.close()
         _flush_python_streams()
         for fd, saved in terminal.items():
             os.dup2(saved, fd)
@@ -70,6 +66,21 @@ def job_log(path):
         # holds it): the helper writes what is left and ends.
         with contextlib.suppress(subprocess.TimeoutExpired):
             redactor.wait(DRAIN_SECONDS)
+
+
+@contextlib.contextmanager
+def _logging_to(stream):
+    """Logging records and Python warnings, of every logger, to `stream` while the block runs."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
 
 
 def _start_redactor(path):

@@ -344,7 +344,9 @@ def files_holding(root, secret, but=()):
 def test_no_secret_of_a_data_url_reaches_logs_results_or_metadata(tmp_path, answers, case):
     """The audit's gaps, each through the real download rule: a URL requests cannot parse
     (its error quotes it whole), a non-breaking space in the userinfo, path parameters, a raw
-    space before the query; and an answer whose text carries credentials."""
+    space before the query; and an answer whose text carries credentials. The whole working
+    directory is searched: logs/, resources/, .snakemake/ (metadata and Snakemake's own log).
+    The jobs after the download see only the archive's path (test_a_url_source_pins_...)."""
     port = answers.server_address[1]
     url, target = {
         "unparseable": (
@@ -357,7 +359,7 @@ def test_no_secret_of_a_data_url_reaches_logs_results_or_metadata(tmp_path, answ
         ),
         "downloaded": (
             f"http://user:SECRET@127.0.0.1:{port}/a b.zip;sig=SECRET?t=SECRET",
-            "results/data/splits.csv",
+            "resources/downloads/url.zip",
         ),
     }[case]
     config = {
@@ -381,4 +383,3 @@ def test_no_secret_of_a_data_url_reaches_logs_results_or_metadata(tmp_path, answ
         assert answers.paths == ["/a%20b.zip;sig=SECRET?t=SECRET"]
         record = json.loads((work / "resources" / "downloads" / "url.json").read_text())
         assert record["url"] == f"http://***@127.0.0.1:{port}/a b.zip;***?***"
-        assert (work / "results" / "data" / "splits.csv").exists()
