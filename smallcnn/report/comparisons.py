@@ -72,7 +72,7 @@ def deciding_test(differences):
     """("paired-t" or "mcnemar", why) for a comparison with these seed-paired differences.
 
     The one place the rule lives: a comparison of another kind of pairs (folds) adds its case
-    here. `why` completes "decided by ... because" in the report.
+    here. `why` completes the report's "<test> decides because ...".
     """
     n = len(differences)
     if n == 1:
