@@ -20,7 +20,6 @@ from smallcnn.errors import UserError
 # The figures computed on the OOF predictions, named as in the `cv` block of a metrics JSON.
 CV_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "loss")
 OOF_COLUMNS = ["file", "path", "label", "fold", "predicted"]
-PROBABILITY_PREFIX = "probability_"
 
 
 def cv_key(primary):
@@ -75,9 +74,10 @@ def cross_validated(folds, class_names):
                     "label": class_names[label],
                     "fold": fold["fold"],
                     "predicted": class_names[k],
+                    # Exactly (repr round-trips), as the predictions CSV has them.
                     **{
-                        f"{PROBABILITY_PREFIX}{name}": f"{p[j]:.6f}"
-                        for j, name in enumerate(class_names)
+                        column: repr(float(p[j]))
+                        for j, column in enumerate(metrics.probability_columns(class_names))
                     },
                 }
             )
@@ -114,7 +114,7 @@ def mean_probabilities(fold_probabilities):
 def write_oof(path, rows, class_names):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = OOF_COLUMNS + [f"{PROBABILITY_PREFIX}{name}" for name in class_names]
+    columns = OOF_COLUMNS + metrics.probability_columns(class_names)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, columns, lineterminator="\n")
         writer.writeheader()

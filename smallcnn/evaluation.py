@@ -15,6 +15,7 @@ from smallcnn.metrics import (
     confusion_matrix,
     cross_entropy,
     predicted_classes,
+    probability_columns,
     roc_auc,
 )
 from smallcnn.stats import accuracy_ci95
@@ -84,7 +85,10 @@ def evaluate(
     Path(predictions_path).parent.mkdir(parents=True, exist_ok=True)
     with open(predictions_path, "w", newline="") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["file", "label", "predicted", "probability", "correct"])
+        writer.writerow(
+            ["file", "label", "predicted", "probability", "correct"]
+            + probability_columns(class_names)
+        )
         for i, file in enumerate(files):
             writer.writerow(
                 [
@@ -93,6 +97,9 @@ def evaluate(
                     class_names[predicted[i]],
                     f"{probabilities[i, predicted[i]]:.6f}",
                     "true" if correct[i] else "false",
+                    # Every class's, exactly (repr round-trips): the report averages them over
+                    # seeds and must predict as this file does for one seed.
+                    *(repr(float(p)) for p in probabilities[i]),
                 ]
             )
     log.info(

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smallcnn.crossval import PROBABILITY_PREFIX
 from smallcnn.errors import UserError
+from smallcnn.metrics import PROBABILITY_PREFIX
 
 log = logging.getLogger(__name__)
 

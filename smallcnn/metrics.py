@@ -34,7 +34,9 @@ def class_probabilities(outputs):
 
 
 def predicted_classes(probabilities):
-    """Class index per row; for two classes class 1 needs p > 0.5, as Keras' binary accuracy."""
+    """Class index per row of (n, n_classes) probabilities; for two classes class 1 needs
+    p > 0.5, as Keras' binary accuracy."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.shape[1] == 2:
         return (probabilities[:, 1] > 0.5).astype(int)
     return probabilities.argmax(axis=1)
@@ -43,6 +45,15 @@ def predicted_classes(probabilities):
 def cross_entropy(labels, probabilities):
     chosen = probabilities[np.arange(len(labels)), labels]
     return float(-np.mean(np.log(np.clip(chosen, EPSILON, 1 - EPSILON))))
+
+
+# The prefix of each class's probability column in the predictions and OOF CSVs.
+PROBABILITY_PREFIX = "p_"
+
+
+def probability_columns(class_names):
+    """The predictions CSV's column of each class's probability, in class order."""
+    return [f"{PROBABILITY_PREFIX}{name}" for name in class_names]
 
 
 def confusion_matrix(labels, predicted, n_classes):

@@ -48,15 +48,15 @@ def test_the_cv_block_pools_every_fold_and_keeps_each_folds_figures(tmp_path):
         written = list(csv.DictReader(handle))
     assert [row["file"] for row in written] == list("abcdefgh")
     assert written[1]["predicted"] == "dog" and written[1]["label"] == "cat"
-    assert written[1]["fold"] == "0" and float(written[1]["probability_dog"]) == 0.7
+    assert written[1]["fold"] == "0" and float(written[1]["p_dog"]) == 0.7
     assert list(written[0]) == [
         "file",
         "path",
         "label",
         "fold",
         "predicted",
-        "probability_cat",
-        "probability_dog",
+        "p_cat",
+        "p_dog",
     ]
 
 

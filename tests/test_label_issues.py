@@ -12,20 +12,13 @@ CLASSES = ["blue", "green", "red"]
 
 
 def write_oof(path, rows):
-    columns = ["file", "path", "label", "fold", "predicted"] + [
-        f"probability_{name}" for name in CLASSES
-    ]
+    columns = ["file", "path", "label", "fold", "predicted"] + [f"p_{name}" for name in CLASSES]
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, columns)
         writer.writeheader()
         for row in rows:
             probabilities = row.pop("probabilities")
-            row.update(
-                {
-                    f"probability_{n}": f"{p:.6f}"
-                    for n, p in zip(CLASSES, probabilities, strict=True)
-                }
-            )
+            row.update({f"p_{n}": f"{p:.6f}" for n, p in zip(CLASSES, probabilities, strict=True)})
             row["predicted"] = CLASSES[int(np.argmax(probabilities))]
             writer.writerow(row)
     return path
