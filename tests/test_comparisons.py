@@ -119,3 +119,70 @@ def test_one_seed_is_decided_by_mcnemar_on_that_seeds_predictions():
     assert (row["only_a"], row["only_b"]) == (0, 11)
     assert row["significant"] and row["better"] == "B"
     assert row["difference_low"] is None
+
+
+def with_folds(run_, accuracies, n_validation=100, n_train=400):
+    """`run_` cross-validated: its fold accuracies (k = len(accuracies)) in its metrics."""
+    folds = [
+        {"fold": k, "accuracy": a, "n_train": n_train, "n_validation": n_validation}
+        for k, a in enumerate(accuracies)
+    ]
+    mean = sum(accuracies) / len(accuracies)
+    run_.metrics["cv"] = {"k": len(accuracies), "accuracy": mean, "loss": 0.5, "folds": folds}
+    return run_
+
+
+def test_fold_paired_differences_are_judged_by_the_corrected_repeated_kfold_test():
+    """Five folds, one seed; B - A per fold 1, 9, 5, 3, 7 points: mean 5, sample variance
+    0.001. A plain paired t-test would call that real (t = 3.54, p = 0.024 with 4 df); the
+    corrected test multiplies the variance by 1/5 + 100/400 instead of 1/5 (t = 2.357,
+    p = 0.078) and does not."""
+    from smallcnn.stats import corrected_repeated_kfold_t
+
+    base = [0.70, 0.70, 0.70, 0.70, 0.70]
+    a = [with_folds(run("A", 1, right_on(range(12))), base)]
+    b_folds = [0.71, 0.79, 0.75, 0.73, 0.77]
+    b = [with_folds(run("B", 1, right_on(range(13))), b_folds)]
+    row = compare("A", a, "B", b)
+    assert row["test"] == "corrected-t" and row["cross_validated"]
+    assert "Nadeau & Bengio" in row["why"] and "5 folds \u00d7 1 seed" in row["why"]
+    expected = corrected_repeated_kfold_t(
+        [x - y for x, y in zip(b_folds, base, strict=True)], n_train=400, n_test=100
+    )
+    assert row["cv_p_value"] == pytest.approx(expected["p"])
+    assert row["cv_p_value"] == pytest.approx(0.078, abs=0.001)
+    assert row["difference"] == pytest.approx(0.05)
+    assert row["difference_low"] == pytest.approx(expected["low"])
+    assert not row["significant"] and row["better"] is None
+    assert row["n_pairs"] == 5
+    # The held-out test's difference and McNemar are still given.
+    assert row["test_difference"] == pytest.approx(0.05)
+    assert (row["only_a"], row["only_b"]) == (0, 1)
+
+    clear = [with_folds(run("B", 1, right_on(range(13))), [0.80, 0.82, 0.81, 0.83, 0.79])]
+    row = compare("A", a, "B", clear)
+    assert row["significant"] and row["better"] == "B" and row["difference_low"] > 0
+
+
+def test_two_folds_of_one_seed_are_too_few_and_mcnemar_decides():
+    a = [with_folds(run("A", 1, right_on(range(8))), [0.6, 0.6])]
+    b = [with_folds(run("B", 1, right_on(range(19))), [0.7, 0.9])]
+    row = compare("A", a, "B", b)
+    assert row["test"] == "mcnemar"
+    assert row["why"].startswith("2 folds \u00d7 1 seed give 2 fold-paired differences, too few")
+    assert row["significant"] and row["better"] == "B"
+    assert row["difference_low"] is None and row["cv_p_value"] is None
+
+
+def test_cross_validated_experiments_rank_by_their_cv_figures_not_the_test_split():
+    from smallcnn.report.comparisons import ranked
+
+    # A wins the test split, B the cross-validation.
+    a = [with_folds(run("A", 1, right_on(range(18))), [0.6, 0.6, 0.6])]
+    b = [with_folds(run("B", 1, right_on(range(12))), [0.8, 0.8, 0.8])]
+    assert ranked({"A": a, "B": b}) == ["B", "A"]
+    plain_a = [run("A", 1, right_on(range(18)))]
+    plain_b = [run("B", 1, right_on(range(12)))]
+    for run_ in (*plain_a, *plain_b):
+        run_.metrics["test_loss"] = 0.5
+    assert ranked({"A": plain_a, "B": plain_b}) == ["A", "B"]

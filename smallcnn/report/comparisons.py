@@ -11,13 +11,26 @@ Two tests, and a rule for which one decides (`deciding_test`):
   its class probabilities averaged over its seeds. Pooling every seed's predictions instead
   would count each image once per seed, as if there were that many more images.
 McNemar is computed for every comparison; it decides whenever the t-interval may not.
+
+With cross_validation.folds the pairs are folds: the same seed draws the same partition for
+every experiment, so fold i of seed s holds the same held-out images in both, and the k*r
+fold-paired differences of out-of-fold accuracy are compared by the corrected repeated k-fold cv
+test (Nadeau & Bengio 2003; Bouckaert & Frank 2004): the folds share most of their training
+images, so a plain t-test over them would be over-confident. With fewer than three pairs, or the
+same difference on all of them, McNemar on the held-out test split decides, as without folds.
 """
 
 import pandas as pd
 
+from smallcnn import crossval
 from smallcnn.errors import UserError
 from smallcnn.metrics import predicted_classes, probability_columns
-from smallcnn.stats import discordant_pairs, mcnemar_exact, paired_difference
+from smallcnn.stats import (
+    corrected_repeated_kfold_t,
+    discordant_pairs,
+    mcnemar_exact,
+    paired_difference,
+)
 
 SIGNIFICANCE = 0.05
 # Seed pairs the t-interval needs before it may decide: with two it has one degree of freedom.
@@ -42,12 +55,21 @@ def mean_metric(runs, key):
     return sum(values) / len(values) if values else None
 
 
+def cross_validated(runs):
+    """Whether the runs were cross-validated (their metrics carry a `cv` block)."""
+    return all(run.metrics.get("cv") for run in runs)
+
+
 def ranked(runs_by_experiment, key="test_accuracy"):
     """Experiment names, best first: highest mean of the primary metric `key`, then highest
-    mean accuracy, then lowest mean test loss. An undefined metric ranks last."""
+    mean accuracy, then lowest mean test loss. An undefined metric ranks last. Cross-validated
+    experiments rank by their cross-validated figures (crossval.rank_key), every train +
+    validation image counted, not by the one test split."""
 
     def order(name):
         runs = runs_by_experiment[name]
+        if cross_validated(runs):
+            return crossval.rank_key([run.metrics for run in runs], key)
         value = mean_metric(runs, key)
         return (value is None, -(value or 0.0), -mean_accuracy(runs), mean_loss(runs))
 
@@ -68,13 +90,31 @@ def pairs_to_compare(names, order):
     return pairs
 
 
-def deciding_test(differences):
-    """("paired-t" or "mcnemar", why) for a comparison with these seed-paired differences.
+def deciding_test(differences, folds=None):
+    """("paired-t", "corrected-t" or "mcnemar", why) for a comparison with these paired
+    differences: seed-paired, or fold-paired over k = `folds` folds and r seeds.
 
-    The one place the rule lives: a comparison of another kind of pairs (folds) adds its case
-    here. `why` completes the report's "<test> decides because ...".
+    The one place the rule lives. `why` completes the report's "<test> decides because ...".
     """
     n = len(differences)
+    if folds:
+        pairs = f"{folds} folds \u00d7 {n // folds} seed{'s' if n // folds > 1 else ''}"
+        if n < MIN_PAIRS:
+            return "mcnemar", (
+                f"{pairs} give {n} fold-paired differences, too few for the corrected t-test "
+                f"(it needs {MIN_PAIRS})"
+            )
+        if max(differences) - min(differences) < SAME_DIFFERENCE:
+            return "mcnemar", (
+                f"the difference is the same on all {n} folds, so the corrected t-test has "
+                "zero width and measures nothing"
+            )
+        return "corrected-t", (
+            f"{pairs} give {n} fold-paired differences; the folds share most of their training "
+            "images, so a plain t-test over them would be over-confident, and the corrected "
+            f"repeated k-fold test widens its variance to (1/{n} + n_test/n_train) times theirs "
+            f"with {n - 1} degrees of freedom (Nadeau & Bengio 2003; Bouckaert & Frank 2004)"
+        )
     if n == 1:
         return "mcnemar", "there is one seed"
     if n < MIN_PAIRS:
@@ -112,7 +152,9 @@ def averaged_correct(name, runs):
 
 
 def compare(a_name, a_runs, b_name, b_runs):
-    """One row of the comparison table between two experiments, paired seed by seed."""
+    """One row of the comparison table between two experiments, paired seed by seed (and fold by
+    fold when cross-validated: then `difference` and its interval are of out-of-fold accuracy,
+    `test_difference` of the held-out test accuracy)."""
     b_by_seed = {run.seed: run for run in b_runs}
     paired = [(run, b_by_seed[run.seed]) for run in a_runs if run.seed in b_by_seed]
     if not paired:
@@ -128,15 +170,41 @@ def compare(a_name, a_runs, b_name, b_runs):
         )
     only_a, only_b = discordant_pairs(joined["a"], joined["b"])
     p_value = mcnemar_exact(only_a, only_b)
-    mean, low, high = paired_difference(differences)
-    test, why = deciding_test(differences)
-    if test == "paired-t":
-        significant = low > 0 or high < 0
-        b_better = mean > 0
+    folded = cross_validated([a for a, _ in paired]) and cross_validated([b for _, b in paired])
+    test_difference = sum(differences) / len(differences)
+    cv = {}
+    if folded:
+        differences, n_train, n_test = crossval.fold_differences(
+            {a.seed: a.metrics for a, _ in paired}, {b.seed: b.metrics for _, b in paired}
+        )
+        k = paired[0][0].metrics["cv"]["k"]
+        test, why = deciding_test(differences, folds=k)
+        mean, low, high = sum(differences) / len(differences), None, None
+        cv = {
+            "n_pairs": len(differences),
+            "cv_p_value": None,
+            "cv_accuracy_a": crossval.mean_cv([a.metrics for a, _ in paired], "accuracy"),
+            "cv_accuracy_b": crossval.mean_cv([b.metrics for _, b in paired], "accuracy"),
+        }
+        if test == "corrected-t":
+            result = corrected_repeated_kfold_t(differences, n_train, n_test)
+            low, high = result["low"], result["high"]
+            cv["cv_p_value"] = result["p"]
+            significant = result["p"] < SIGNIFICANCE
+            b_better = mean > 0
     else:
+        mean, low, high = paired_difference(differences)
+        test, why = deciding_test(differences)
+        if test == "paired-t":
+            significant = low > 0 or high < 0
+            b_better = mean > 0
+    if test == "mcnemar":
         significant = p_value < SIGNIFICANCE
         b_better = only_b > only_a
     return {
+        **cv,
+        "cross_validated": folded,
+        "test_difference": test_difference,
         "a": a_name,
         "b": b_name,
         "n_seeds": len(paired),
@@ -179,6 +247,9 @@ def verdict(order, rows):
         "low": None if low is None else (sign * low if sign > 0 else -high),
         "high": None if high is None else (sign * high if sign > 0 else -low),
         "p_value": row["p_value"],
+        "cv_p_value": row.get("cv_p_value"),
+        "cross_validated": row["cross_validated"],
+        "n_pairs": row.get("n_pairs"),
         "n_seeds": row["n_seeds"],
         "test": row["test"],
         "why": row["why"],

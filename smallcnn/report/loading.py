@@ -1,5 +1,11 @@
-"""Reading the report's inputs: one Run per (experiment, seed), found by path."""
+"""Reading the report's inputs: one Run per (experiment, seed), found by path.
 
+With cross_validation.folds, each (experiment, seed) has one training per fold: its histories and
+training summaries are results/<what>/<experiment>/<seed>/fold<i>.<ext>, while its metrics and
+predictions (the fold models combined) stay per seed."""
+
+import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +38,20 @@ PREDICTION_COLUMNS = ("file", "label", "predicted", "probability", "correct")
 
 
 @dataclass
+class Fold:
+    """One fold model's training: it trained on the other folds and validated on this one."""
+
+    fold: int
+    summary: dict
+    history: pd.DataFrame
+
+
+@dataclass
 class Run:
-    """One training run: an experiment trained with one seed, and its evaluation."""
+    """One training run: an experiment trained with one seed, and its evaluation.
+
+    With folds, `folds` holds each fold's training and `summary` and `history` are fold 0's (its
+    settings, such as class weights and base weights, are every fold's)."""
 
     experiment: str
     seed: int
@@ -41,6 +59,7 @@ class Run:
     summary: dict
     history: pd.DataFrame
     predictions: pd.DataFrame
+    folds: list = dataclasses.field(default_factory=list)
 
 
 def plain(value):
@@ -67,19 +86,30 @@ def read_csv(path, columns):
 
 
 def run_key(path):
-    """(experiment, seed) of a per-run file: results/<kind of file>/<experiment>/<seed>.<ext>."""
+    """(experiment, seed) of a per-run file: results/<kind of file>/<experiment>/<seed>.<ext>,
+    or (experiment, seed, fold) of a per-fold one: .../<experiment>/<seed>/fold<fold>.<ext>."""
     path = Path(path)
+    fold = re.fullmatch(r"fold(\d+)", path.stem)
     try:
+        if fold:
+            return path.parent.parent.name, int(path.parent.name), int(fold.group(1))
         return path.parent.name, int(path.stem)
     except ValueError:
         raise UserError(
-            f"{path} is not a per-run file (<experiment>/<seed>.<ext>): the report's inputs "
-            "come from the workflow's rules"
+            f"{path} is not a per-run file (<experiment>/<seed>.<ext> or "
+            "<experiment>/<seed>/fold<i>.<ext>): the report's inputs come from the workflow's rules"
         ) from None
 
 
 def by_run(paths, names, seeds, what):
-    found = {run_key(path): Path(path) for path in paths}
+    """{(experiment, seed): path}, or {(experiment, seed): {fold: path}} for per-fold files."""
+    found = {}
+    for path in paths:
+        key = run_key(path)
+        if len(key) == 3:
+            found.setdefault(key[:2], {})[key[2]] = Path(path)
+        else:
+            found[key] = Path(path)
     missing = [f"{name}/{seed}" for name in names for seed in seeds if (name, seed) not in found]
     if missing:
         raise UserError(
@@ -134,14 +164,33 @@ def load_runs(inputs, names, seeds):
             )
             table["correct"] = parse_correct(table["correct"], predictions[key])
             parse_probabilities(table, run_metrics["class_names"], predictions[key])
+            folds = []
+            if isinstance(summaries[key], dict):
+                if set(summaries[key]) != set(histories.get(key) or {}):
+                    raise UserError(
+                        f"{name}/{seed}: the folds of its summaries and histories differ"
+                    )
+                folds = [
+                    Fold(
+                        fold=fold,
+                        summary=read_json(summaries[key][fold], ("experiment",)),
+                        history=read_csv(histories[key][fold], HISTORY_COLUMNS),
+                    )
+                    for fold in sorted(summaries[key])
+                ]
             runs[name].append(
                 Run(
                     experiment=name,
                     seed=seed,
                     metrics=run_metrics,
-                    summary=read_json(summaries[key], ("experiment",)),
-                    history=read_csv(histories[key], HISTORY_COLUMNS),
+                    summary=folds[0].summary
+                    if folds
+                    else read_json(summaries[key], ("experiment",)),
+                    history=folds[0].history
+                    if folds
+                    else read_csv(histories[key], HISTORY_COLUMNS),
                     predictions=table,
+                    folds=folds,
                 )
             )
     return runs
