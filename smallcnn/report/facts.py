@@ -56,6 +56,9 @@ def data_section(splits, manifest_path, rejections_path):
         "n_ok": rejections["n_ok"],
         "n_rejected": len(rejected),
         "reasons": reasons,
+        # data.corrections applied by prepare (absent from the rejections of older runs).
+        "corrections": rejections.get("corrections")
+        or {"relabelled": 0, "excluded": 0, "unchanged": 0},
     }
 
 

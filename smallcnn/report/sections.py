@@ -1,6 +1,7 @@
 """The report's sections, each a plain dict for the template."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -128,6 +129,31 @@ def final_epoch(history):
         for key in ("accuracy", "val_accuracy", "loss", "val_loss")
         if key in history
     }
+
+
+def training_runs(runs_by_experiment):
+    """What the learning curves draw: each run's training, or with folds each fold model's (a
+    run-like record per seed and fold, its seed named "<seed> fold <i>")."""
+    result = {}
+    for name, runs in runs_by_experiment.items():
+        if not all(run.folds for run in runs):
+            result[name] = runs
+            continue
+        result[name] = [
+            SimpleNamespace(
+                experiment=name,
+                seed=f"{run.seed} fold {fold.fold}",
+                history=fold.history,
+                summary=fold.summary,
+                metrics={
+                    key: fold.summary.get(key)
+                    for key in ("best_epoch", "epochs_run", "stopped_early")
+                },
+            )
+            for run in runs
+            for fold in run.folds
+        ]
+    return result
 
 
 def learning_curve_sections(runs_by_experiment, writer):
