@@ -133,3 +133,37 @@ def fold_paths(rows, fold):
     if not validation:
         raise UserError(f"fold {fold} is empty")
     return train, validation
+
+
+def locate(path, split_dirs):
+    """The split copy `path` (relative to results/data: <split>/<label>/<name>) inside the split
+    folders the job was given as inputs ({"train": folder, "validation": folder})."""
+    split, _, rest = path.partition("/")
+    if split not in split_dirs or not rest:
+        raise UserError(
+            f"{path} in the folds file is not in a split the job was given "
+            f"({', '.join(sorted(split_dirs))}): rerun the folds rule"
+        )
+    return Path(split_dirs[split]) / rest
+
+
+def select_rows(feature_sets, paths):
+    """(features, labels) of `paths` (<split>/<label>/<name>, in that order) from the features
+    files of their splits ({split: an object with .features, .labels, .files}): a fold takes its
+    rows from the train and validation files extracted once, nothing is extracted again."""
+    import numpy as np
+
+    where = {}
+    for split, features in feature_sets.items():
+        for index, file in enumerate(features.files):
+            where[f"{split}/{file}"] = (split, index)
+    missing = [path for path in paths if path not in where]
+    if missing:
+        raise UserError(
+            f"{len(missing)} image(s) of the folds file are not in the features files, e.g. "
+            f"{missing[0]}: the features were extracted from another split; rerun them"
+        )
+    order = [where[path] for path in paths]
+    features = np.stack([feature_sets[split].features[i] for split, i in order])
+    labels = np.asarray([feature_sets[split].labels[i] for split, i in order], dtype="int32")
+    return features, labels

@@ -130,3 +130,22 @@ def test_the_schema_refuses_a_fold_count_below_two_naming_the_key(tmp_path, fold
     )
     assert result.returncode != 0
     assert "folds" in result.stdout + result.stderr
+
+
+def test_a_fold_selects_its_rows_from_the_train_and_validation_features(tmp_path):
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    train = SimpleNamespace(
+        files=["cat/a.jpg", "dog/b.jpg"], features=np.array([[1.0], [2.0]]), labels=[0, 1]
+    )
+    validation = SimpleNamespace(files=["cat/c.jpg"], features=np.array([[3.0]]), labels=[0])
+    sets = {"train": train, "validation": validation}
+    features, labels = folds.select_rows(sets, ["validation/cat/c.jpg", "train/dog/b.jpg"])
+    assert features.tolist() == [[3.0], [2.0]] and labels.tolist() == [0, 1]
+    with pytest.raises(UserError, match="not in the features files, e.g. train/cat/z.jpg"):
+        folds.select_rows(sets, ["train/cat/z.jpg"])
+    assert folds.locate("train/cat/a.jpg", {"train": tmp_path}) == tmp_path / "cat" / "a.jpg"
+    with pytest.raises(UserError, match="not in a split the job was given"):
+        folds.locate("test/cat/a.jpg", {"train": tmp_path})
