@@ -33,6 +33,7 @@ wildcard_constraints:
     split="|".join(SPLITS),
     base=BASES,
     weights="[A-Za-z0-9_-]+",
+    fold=r"\d+",
 
 
 def code(script):
@@ -208,3 +209,70 @@ def report_experiments():
         }
         for e in EXPERIMENTS.values()
     ]
+
+
+# k-fold cross-validation over train + validation (cross_validation.folds; None: one split).
+FOLDS = config["cross_validation"]["folds"]
+FOLD_IDS = list(range(FOLDS or 0))
+
+
+def trains_on_features(experiment):
+    return experiment.kind == "features"
+
+
+def per_training(pattern, names=None):
+    """`pattern` (<what>/{experiment}/{seed}.<ext>) for every training job: one per (experiment,
+    seed), or with folds one per (experiment, seed, fold) as <what>/{experiment}/{seed}/fold<i>.
+    """
+    if not FOLDS:
+        return per_run(pattern, names)
+    stem, ext = pattern.rsplit(".", 1)
+    return expand(
+        f"{stem}/fold{{fold}}.{ext}",
+        experiment=names or NAMES,
+        seed=SEEDS,
+        fold=FOLD_IDS,
+    )
+
+
+def fold_params(wildcards):
+    """An (experiment, seed)'s settings and its fold: the fold is part of the run's identity."""
+    return {**train_params(wildcards), "fold": int(wildcards.fold), "folds": FOLDS}
+
+
+def fold_inputs(wildcards):
+    """A fold's training inputs: the experiment's, the seed's partition, and fold i of the
+    experiment it starts from. A frozen base validating on features needs the train split's
+    features too: its fold takes validation images from both splits."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    inputs = train_inputs(wildcards)
+    inputs["folds"] = f"results/data/folds/{wildcards.seed}.csv"
+    if experiment.start:
+        inputs["start"] = (
+            f"results/models/{experiment.start}/{wildcards.seed}/fold{wildcards.fold}.keras"
+        )
+    if experiment.name in CACHED_FROZEN:
+        inputs["train_features"] = f"{features_dir(experiment)}/train.h5"
+    return inputs
+
+
+def fold_evaluation_inputs(wildcards):
+    """Every fold model of an (experiment, seed), its partition, what its folds hold (the split
+    folders, or their features) and the test split."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    run = f"{wildcards.experiment}/{wildcards.seed}"
+    pooled = (
+        {
+            split: f"{features_dir(experiment)}/{split}.h5"
+            for split in ("train", "validation")
+        }
+        if trains_on_features(experiment)
+        else {"train": "results/data/train", "validation": "results/data/validation"}
+    )
+    return {
+        "models": [f"results/models/{run}/fold{fold}.keras" for fold in FOLD_IDS],
+        "summaries": [f"results/models/{run}/fold{fold}.json" for fold in FOLD_IDS],
+        "folds": f"results/data/folds/{wildcards.seed}.csv",
+        "test": test_input(wildcards),
+        **pooled,
+    }

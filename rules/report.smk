@@ -26,8 +26,8 @@ rule report:
         summary="results/summary.csv",
         metrics=per_run("results/metrics/{experiment}/{seed}.json"),
         predictions=per_run("results/predictions/{experiment}/{seed}.csv"),
-        histories=per_run("results/history/{experiment}/{seed}.csv"),
-        summaries=per_run("results/models/{experiment}/{seed}.json"),
+        histories=per_training("results/history/{experiment}/{seed}.csv"),
+        summaries=per_training("results/models/{experiment}/{seed}.json"),
         manifest="results/data/manifest.csv",
         rejections="results/data/rejections.json",
         near_duplicates="results/data/near_duplicates.json",
@@ -41,9 +41,13 @@ rule report:
             rules.prepare.benchmark,
             rules.split.benchmark,
             *[f"benchmarks/features/{path}.tsv" for path in extractions()],
-            *per_run(rules.train.benchmark),
-            *per_run(rules.evaluate.benchmark),
+            *per_training(rules.train.benchmark),
+            *per_run("benchmarks/evaluate/{experiment}/{seed}.tsv"),
+            *(["benchmarks/label_issues.tsv"] if FOLDS else []),
         ],
+        # With folds: the candidates of the labels worth a second look, and each seed's folds.
+        label_issues="results/label_issues.csv" if FOLDS else [],
+        folds="results/data/folds.csv" if FOLDS else [],
     output:
         html=report("results/report.html", category="Comparison report"),
         # The same figures as files, for `snakemake --report`: one category per report section.
@@ -89,6 +93,34 @@ rule report:
         augmentation_examples=config["report"]["augmentation_examples"],
         image_size=config["image_size"],
         seed=config["seed"],
+        folds=FOLDS,
         code=code("report"),
     script:
         "../scripts/report.py"
+
+
+# With folds: the candidates of the experiment ranked first by the cross-validated primary
+# metric, as the report ranks, from its out-of-fold predictions averaged over the seeds.
+rule label_issues:
+    input:
+        oof=per_run("results/oof/{experiment}/{seed}.csv"),
+        metrics=per_run("results/metrics/{experiment}/{seed}.json"),
+        splits="results/data/splits.csv",
+    output:
+        "results/label_issues.csv",
+    log:
+        "logs/label_issues.log",
+    benchmark:
+        "benchmarks/label_issues.tsv"
+    conda:
+        "../envs/smallcnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        experiments=NAMES,
+        primary_metric=config["report"]["primary_metric"],
+        code=code("label_issues"),
+    script:
+        "../scripts/label_issues.py"

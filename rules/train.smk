@@ -27,3 +27,22 @@ rule train:
         backup_dir="results/backup/{experiment}/{seed}",
     script:
         "../scripts/train.py"
+
+
+# With cross_validation.folds: one job per (experiment, seed, fold), trained on the other folds
+# and validated on its own (checkpoint, early stopping and learning-rate plateaus follow it).
+use rule train as train_fold with:
+    input:
+        unpack(fold_inputs),
+    output:
+        model="results/models/{experiment}/{seed}/fold{fold}.keras",
+        history="results/history/{experiment}/{seed}/fold{fold}.csv",
+        summary="results/models/{experiment}/{seed}/fold{fold}.json",
+        tensorboard=directory("results/tensorboard/{experiment}/{seed}/fold{fold}"),
+    log:
+        "logs/train/{experiment}/{seed}/fold{fold}.log",
+    benchmark:
+        "benchmarks/train/{experiment}/{seed}/fold{fold}.tsv"
+    params:
+        settings=fold_params,
+        backup_dir="results/backup/{experiment}/{seed}/fold{fold}",

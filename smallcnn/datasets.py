@@ -97,13 +97,51 @@ def load_images(
     under `cache_dir`, which the caller creates and removes). `shuffle` reshuffles every epoch,
     seeded. `repeat` for training with a fixed steps_per_epoch.
     """
-    import tensorflow as tf
-
     directory = Path(directory)
     files, labels, class_names = list_images(directory, class_names)
+    return load_listed(
+        [directory / f for f in files],
+        labels,
+        class_names,
+        image_size,
+        batch_size,
+        files=files,
+        shuffle=shuffle,
+        seed=seed,
+        cache=cache,
+        cache_dir=cache_dir,
+        cache_name=directory.name,
+        repeat=repeat,
+    )
+
+
+def load_listed(
+    paths,
+    labels,
+    class_names,
+    image_size,
+    batch_size,
+    *,
+    files=None,
+    shuffle=False,
+    seed=0,
+    cache=False,
+    cache_dir=None,
+    cache_name="images",
+    repeat=False,
+):
+    """Images given as a list of paths with their labels (indices into `class_names`), as
+    load_images gives a split folder: a cross-validation fold takes its images from two split
+    folders. `files` names them in the ImageSet (default: the paths)."""
+    import tensorflow as tf
+
+    paths = [str(path) for path in paths]
+    files = list(files) if files is not None else paths
+    labels = [int(label) for label in labels]
+    if not paths:
+        raise UserError("no images to load")
     image_size = tuple(int(side) for side in image_size)
     image_bytes = image_size[0] * image_size[1] * 3
-    paths = [str(directory / f) for f in files]
 
     def load(path, label):
         return decode_and_resize(tf.io.read_file(path), image_size), label
@@ -117,9 +155,9 @@ def load_images(
             if cache_dir is None:
                 raise ValueError("a disk cache needs cache_dir")
             Path(cache_dir).mkdir(parents=True, exist_ok=True)
-            dataset = dataset.cache(str(Path(cache_dir) / directory.name))
+            dataset = dataset.cache(str(Path(cache_dir) / cache_name))
             log.info(
-                "caching %d decoded images of %s on disk in %s", len(files), directory, cache_dir
+                "caching %d decoded images of %s on disk in %s", len(files), cache_name, cache_dir
             )
     if repeat:
         dataset = dataset.repeat()

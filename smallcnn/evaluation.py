@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smallcnn import datasets, devices, features, models
+from smallcnn import crossval, datasets, devices, features, folds
+from smallcnn import models as models_module
 from smallcnn.errors import UserError
 from smallcnn.metrics import (
     class_metrics,
@@ -21,6 +22,16 @@ from smallcnn.metrics import (
 from smallcnn.stats import accuracy_ci95
 
 log = logging.getLogger(__name__)
+
+# What the metrics JSON repeats of the training (per fold model, with folds).
+TRAINING_KEYS = (
+    "epochs_run",
+    "best_epoch",
+    "stopped_early",
+    "train_seconds",
+    "params_trainable",
+    "params_total",
+)
 
 
 def evaluate(
@@ -43,8 +54,39 @@ def evaluate(
     # trained with (its layers' saved dtype policies).
     devices.configure("float32", multi_gpu=False, threads=threads)
     model = keras.saving.load_model(model_path, compile=False)
-    class_names, _ = models.model_info(model)
+    class_names, _ = models_module.model_info(model)
     summary = json.loads(Path(summary_path).read_text())
+    files, labels, probabilities = predict_test(model, test, class_names, image_size, batch_size)
+    return write_test_results(
+        files,
+        labels,
+        probabilities,
+        class_names,
+        {
+            "experiment": summary["experiment"],
+            "kind": summary.get("kind"),
+            "seed": summary.get("seed"),
+            "epochs_run": summary["epochs_run"],
+            "best_epoch": summary["best_epoch"],
+            "stopped_early": summary["stopped_early"],
+            "train_seconds": summary["train_seconds"],
+            **parameter_counts(model),
+        },
+        metrics_path,
+        predictions_path,
+    )
+
+
+def parameter_counts(model):
+    return {
+        "params_trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "params_total": int(model.count_params()),
+    }
+
+
+def predict_test(model, test, class_names, image_size, batch_size):
+    """(files, labels, (n, classes) probabilities) of `model` on the test split: its folder, or
+    its features (.h5) for a model trained on features."""
     if str(test).endswith(".h5"):
         test_set = features.read_features(test)
         if test_set.class_names != class_names:
@@ -55,30 +97,33 @@ def evaluate(
         image_set = datasets.load_images(test, image_size, batch_size, class_names=class_names)
         outputs = model.predict(image_set.dataset, verbose=0)
         files, labels = image_set.files, image_set.labels
-    labels = np.asarray(labels, dtype=int)
-    probabilities = class_probabilities(outputs)
+    return files, np.asarray(labels, dtype=int), class_probabilities(outputs)
+
+
+def write_test_results(
+    files, labels, probabilities, class_names, record, metrics_path, predictions_path, extra=None
+):
+    """The metrics JSON (`record`'s training facts, the test figures, and `extra`) and the
+    predictions CSV of (n, classes) test probabilities."""
     predicted = predicted_classes(probabilities)
     correct = predicted == labels
     n_test = len(labels)
     low, high = accuracy_ci95(int(correct.sum()), n_test)
+    scores = probabilities[:, 1] if len(class_names) == 2 else probabilities
     metrics = {
-        "experiment": summary["experiment"],
-        "kind": summary.get("kind"),
-        "seed": summary.get("seed"),
+        "experiment": record["experiment"],
+        "kind": record.get("kind"),
+        "seed": record.get("seed"),
         "test_accuracy": float(correct.mean()),
         "test_loss": cross_entropy(labels, probabilities),
-        "roc_auc": roc_auc(labels, outputs if len(class_names) == 2 else probabilities),
+        "roc_auc": roc_auc(labels, scores),
         "confusion_matrix": confusion_matrix(labels, predicted, len(class_names)).tolist(),
         **class_metrics(labels, predicted, probabilities, class_names),
         "class_names": class_names,
         "n_test": n_test,
         "accuracy_ci95": [low, high],
-        "epochs_run": summary["epochs_run"],
-        "best_epoch": summary["best_epoch"],
-        "stopped_early": summary["stopped_early"],
-        "train_seconds": summary["train_seconds"],
-        "params_trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-        "params_total": int(model.count_params()),
+        **{key: record[key] for key in TRAINING_KEYS},
+        **(extra or {}),
     }
     Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
     Path(metrics_path).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -104,7 +149,7 @@ def evaluate(
             )
     log.info(
         "%s: test accuracy %.4f (95%% CI %.4f-%.4f) on %d images, loss %.4f, AUC %s",
-        summary["experiment"],
+        record["experiment"],
         metrics["test_accuracy"],
         low,
         high,
@@ -113,3 +158,122 @@ def evaluate(
         metrics["roc_auc"],
     )
     return metrics
+
+
+def evaluate_folds(
+    models,
+    summaries,
+    folds_path,
+    pooled,
+    test,
+    metrics_path,
+    predictions_path,
+    oof_path,
+    image_size,
+    batch_size,
+    k,
+    seed,
+    threads=None,
+):
+    """One (experiment, seed) cross-validated: each of its k fold models predicts the images of
+    its own fold (out-of-fold, written to `oof_path`) and the test split; the seed's test
+    prediction is their mean probability, written as `evaluate` writes one model's, and its
+    metrics gain the `cv` block (smallcnn.crossval).
+
+    `models`, `summaries`: fold i's at index i; `pooled`: {"train", "validation"}: the split
+    folders, or their features files for a model trained on features.
+    """
+    import keras
+
+    devices.configure("float32", multi_gpu=False, threads=threads)
+    rows = folds.read_folds(folds_path, seed, k)
+    if len(models) != k or len(summaries) != k:
+        raise UserError(f"{len(models)} fold models and {len(summaries)} summaries for {k} folds")
+    on_features = str(pooled["train"]).endswith(".h5")
+    feature_sets = (
+        {split: features.read_features(path) for split, path in pooled.items()}
+        if on_features
+        else None
+    )
+    class_names, held_out, test_probabilities, records = None, [], [], []
+    for fold, (model_path, summary_path) in enumerate(zip(models, summaries, strict=True)):
+        model = keras.saving.load_model(model_path, compile=False)
+        names, _ = models_module.model_info(model)
+        if class_names is None:
+            class_names = names
+        elif names != class_names:
+            raise UserError(f"{model_path} has classes {names}, fold 0's model {class_names}")
+        summary = json.loads(Path(summary_path).read_text())
+        mine = [row for row in rows if row["fold"] == fold]
+        unknown = sorted({row["label"] for row in mine} - set(class_names))
+        if unknown:
+            raise UserError(
+                f"fold {fold} has classes {unknown} that {model_path} was not trained on"
+            )
+        labels = np.asarray([class_names.index(row["label"]) for row in mine], dtype=int)
+        paths = [row["path"] for row in mine]
+        if on_features:
+            inputs, _ = folds.select_rows(feature_sets, paths)
+            outputs = model.predict(inputs, batch_size=batch_size, verbose=0)
+        else:
+            image_set = datasets.load_listed(
+                [folds.locate(path, pooled) for path in paths],
+                labels,
+                class_names,
+                image_size,
+                batch_size,
+                files=paths,
+            )
+            outputs = model.predict(image_set.dataset, verbose=0)
+        held_out.append(
+            {
+                "fold": fold,
+                "rows": mine,
+                "labels": labels,
+                "probabilities": class_probabilities(outputs),
+                "n_train": len(rows) - len(mine),
+                "summary": summary,
+            }
+        )
+        files, test_labels, probabilities = predict_test(
+            model, test, class_names, image_size, batch_size
+        )
+        test_probabilities.append(probabilities)
+        records.append({**summary, **parameter_counts(model)})
+        log.info(
+            "fold %d: %d out-of-fold images, accuracy %.4f",
+            fold,
+            len(mine),
+            float(np.mean(predicted_classes(held_out[-1]["probabilities"]) == labels)),
+        )
+    cv, oof_rows = crossval.cross_validated(held_out, class_names)
+    crossval.write_oof(oof_path, oof_rows, class_names)
+    log.info(
+        "%s/%d: cross-validated accuracy %.4f on %d train + validation images (%d folds)",
+        records[0]["experiment"],
+        seed,
+        cv["accuracy"],
+        cv["n_images"],
+        k,
+    )
+    return write_test_results(
+        files,
+        test_labels,
+        crossval.mean_probabilities(test_probabilities),
+        class_names,
+        {
+            "experiment": records[0]["experiment"],
+            "kind": records[0].get("kind"),
+            "seed": seed,
+            # Per fold model, averaged; the training time is the seed's whole: every fold's.
+            "epochs_run": round(np.mean([r["epochs_run"] for r in records])),
+            "best_epoch": round(np.mean([r["best_epoch"] for r in records])),
+            "stopped_early": any(r["stopped_early"] for r in records),
+            "train_seconds": round(sum(r["train_seconds"] for r in records), 3),
+            "params_trainable": records[0]["params_trainable"],
+            "params_total": records[0]["params_total"],
+        },
+        metrics_path,
+        predictions_path,
+        extra={"cv": cv},
+    )

@@ -144,3 +144,27 @@ def read_label_issues(path):
     """The rows of label_issues.csv, most suspicious first."""
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+def find_for_best(oof, metrics, splits, experiments, primary_setting, out):
+    """label_issues.csv from the OOF files of the experiment the report ranks first: by the
+    cross-validated primary metric (report.primary_metric, auto from the test split's classes
+    as the report decides it), over its seeds. `oof` and `metrics`: per-run paths
+    results/<what>/<experiment>/<seed>.<ext>."""
+    import pandas as pd
+
+    from smallcnn import crossval
+    from smallcnn import metrics as metric_names
+    from smallcnn.records import read_json
+
+    table = pd.read_csv(splits, dtype=str)
+    test_counts = table[table["split"] == "test"].groupby("label").size().tolist()
+    primary, _ = metric_names.primary_metric(primary_setting, test_counts)
+    by_experiment = {name: [] for name in experiments}
+    for path in metrics:
+        name = Path(path).parent.name
+        by_experiment[name].append(read_json(path, ("cv",), "rerun its evaluation"))
+    best = min(experiments, key=lambda name: crossval.rank_key(by_experiment[name], primary))
+    paths = sorted(str(path) for path in oof if Path(path).parent.name == best)
+    log.info("label issues: from %s, ranked first by cross-validated %s", best, primary)
+    return find_label_issues(paths, out, experiment=best)

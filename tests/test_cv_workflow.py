@@ -8,7 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import run_snakemake
+from conftest import REPO, run_snakemake
 from PIL import Image
 
 COLOURS = ("blue", "green", "red")
@@ -20,7 +20,7 @@ FOLDS = 4
 SEED = 7
 # Work in progress on branch cv: the per-fold training, evaluation and label-issue rules land
 # after issue 22's refactor; until then these runs cannot start.
-pytestmark = pytest.mark.skip(reason="issue 18 phase 2: the per-fold rules are not in yet")
+PHASE_2 = pytest.mark.skip(reason="issue 18 phase 2: per-fold training is not in yet")
 
 
 def read_csv(path):
@@ -78,6 +78,7 @@ def cv_run(tmp_path_factory):
     return root / "work", flipped, config
 
 
+@PHASE_2
 @pytest.mark.slow
 def test_every_image_is_in_one_fold_and_in_oof_once_and_paths_gain_the_fold(cv_run):
     work, _, _ = cv_run
@@ -122,6 +123,7 @@ def test_every_image_is_in_one_fold_and_in_oof_once_and_paths_gain_the_fold(cv_r
     assert float(summary["scratch"]["cv_accuracy_mean"]) == pytest.approx(cv["accuracy"])
 
 
+@PHASE_2
 @pytest.mark.slow
 def test_the_pipelines_own_oof_output_finds_the_flipped_labels(cv_run):
     work, flipped, _ = cv_run
@@ -147,3 +149,80 @@ def test_the_pipelines_own_oof_output_finds_the_flipped_labels(cv_run):
     thumbnails = re.findall(r'class="label-issue"', html)
     assert len(thumbnails) == min(24, len(candidates))
     assert "cross-validated" in html.lower()
+
+
+def planned_jobs(stdout):
+    """[(rule, {"input": [...], "wildcards": {...}})] of a dry run's plan."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", stdout):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        if not head:
+            continue
+        job = {"rule": head.group(1), "input": [], "wildcards": {}}
+        for line in block.splitlines():
+            line = line.strip()
+            if line.startswith("input: "):
+                job["input"] = line.removeprefix("input: ").split(", ")
+            if line.startswith("wildcards: "):
+                pairs = line.removeprefix("wildcards: ").split(", ")
+                job["wildcards"] = dict(pair.split("=", 1) for pair in pairs)
+        jobs.append(job)
+    return jobs
+
+
+def test_folds_train_once_per_fold_on_features_extracted_once_and_finetuned_starts_from_its_fold(
+    tmp_path,
+):
+    weights = tmp_path / "base.weights.h5"
+    weights.write_bytes(b"a stand-in: a dry run only hashes it")
+    config = {
+        "cross_validation": {"folds": 3},
+        "seeds": [1, 2],
+        "conv_base": {"weights": str(weights)},
+    }
+    result = run_snakemake(
+        tmp_path / "work",
+        ["results/report.html"],
+        configfiles=[REPO / "config" / "demo.yaml"],
+        config=config,
+        args=["--dry-run"],
+    )
+    jobs = planned_jobs(result.stdout)
+    counts = Counter(job["rule"] for job in jobs)
+    # Three splits extracted once each, whatever the folds; 5 experiments x 2 seeds x 3 folds.
+    assert counts["extract_features"] == 3
+    assert counts["train_fold"] == 30 and counts["train"] == 0
+    assert counts["evaluate_folds"] == 10 and counts["evaluate"] == 0
+    assert counts["folds"] == 2 and counts["label_issues"] == 1
+    for job in jobs:
+        if job["rule"] != "train_fold":
+            continue
+        w = job["wildcards"]
+        assert f"results/data/folds/{w['seed']}.csv" in job["input"]
+        if w["experiment"] == "finetuned":
+            starts = [path for path in job["input"] if path.startswith("results/models/")]
+            assert starts == [f"results/models/frozen/{w['seed']}/fold{w['fold']}.keras"]
+        if w["experiment"] == "frozen":
+            # Its fold validates on rows of both feature files.
+            assert any(path.endswith("/train.h5") for path in job["input"])
+            assert any(path.endswith("/validation.h5") for path in job["input"])
+        if w["experiment"] == "features":
+            assert any(path.endswith("/train.h5") for path in job["input"])
+
+
+def test_without_folds_the_plan_is_todays(tmp_path):
+    result = run_snakemake(
+        tmp_path / "work",
+        ["results/report.html"],
+        configfiles=[REPO / "config" / "demo.yaml"],
+        args=["--dry-run"],
+    )
+    jobs = planned_jobs(result.stdout)
+    counts = Counter(job["rule"] for job in jobs)
+    assert counts["train"] == 5 and counts["evaluate"] == 5
+    assert not {"train_fold", "evaluate_folds", "folds", "folds_table", "label_issues"} & set(
+        counts
+    )
+    report = next(job for job in jobs if job["rule"] == "report")
+    assert "results/history/scratch/1337.csv" in report["input"]
+    assert not any("fold" in path or "label_issues" in path for path in report["input"])
