@@ -27,7 +27,7 @@ import h5py
 import keras
 import numpy as np
 
-from smallcnn import datasets, models, registry
+from smallcnn import datasets, features, folds, models, registry
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +111,19 @@ def _read_attrs(h5):
 
 
 def write_activations(frozen, images, out, image_size, batch_size, class_names, attrs):
-    """Run the `frozen` layers over the split folder `images` into `out` (HDF5), batch by batch.
+    """Run the `frozen` layers over the split folder `images` (or an ImageSet: a fold's
+    validation images) into `out` (HDF5), batch by batch.
 
     The layout and attributes are those of smallcnn.features' files, plus one `features_<k>` per
     further cached tensor when the frozen layers feed the rest through more than one.
     """
     import tensorflow as tf
 
-    image_set = datasets.load_images(images, image_size, batch_size, class_names=class_names)
+    image_set = (
+        images
+        if isinstance(images, datasets.ImageSet)
+        else datasets.load_images(images, image_size, batch_size, class_names=class_names)
+    )
     n = len(image_set.files)
     outputs = frozen.outputs
     names = _dataset_names(len(outputs))
@@ -232,15 +237,45 @@ class Validation:
     callbacks: list
 
 
-def _features_file(inputs, info, base_name, image_size, runtime, split, class_names):
+def _fold_features(settings, inputs, cache_dir):
+    """A features file of the fold's validation images: their rows of the train and validation
+    splits' features files (the DAG gives both), written once per job into `cache_dir` with the
+    validation file's attributes. Their `files` are the split copy paths of the folds file."""
+    rows = folds.read_folds(
+        datasets.single_path(inputs["folds"]), settings["seed"], settings["folds"]
+    )
+    paths = folds.fold_paths(rows, settings["fold"])[1]
+    sets = {
+        split: features.read_features(inputs[key])
+        for split, key in (("train", "train_features"), ("validation", "validation_features"))
+    }
+    selected, labels = folds.select_rows(sets, paths)
+    out = Path(cache_dir) / "fold-validation-features.h5"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(out, "w") as h5:
+        h5.create_dataset("features", data=selected)
+        h5.create_dataset("labels", data=labels)
+        h5.create_dataset("files", data=paths, dtype=h5py.string_dtype())
+        for key, value in sets["validation"].attrs.items():
+            h5.attrs[key] = json.dumps(value) if isinstance(value, list | dict) else value
+    return out, paths
+
+
+def _features_file(inputs, info, base_name, image_size, runtime, split, class_names, fold=None):
     """(the features file of the validation split, None) when it holds exactly what the model's
-    frozen base makes of those images, else (None, why not)."""
+    frozen base makes of those images, else (None, why not). `fold`: (settings, cache_dir) of a
+    cross-validation fold, whose validation rows come from the train and validation files."""
     path = inputs.get("validation_features")
     if not path:
         return None, "no features file of the validation split is an input"
     if info.get("weights_sha256") in (None, "none"):
         # Random weights are drawn per seed: another draw than the features stage's.
         return None, "the conv base has random weights"
+    expected_files = None
+    if fold is not None:
+        if not inputs.get("train_features"):
+            return None, "no features file of the train split is an input"
+        path, expected_files = _fold_features(fold[0], inputs, fold[1])
     with h5py.File(path, "r") as h5:
         attrs = _read_attrs(h5)
         files = [f.decode() if isinstance(f, bytes) else f for f in h5["files"][...]]
@@ -257,7 +292,9 @@ def _features_file(inputs, info, base_name, image_size, runtime, split, class_na
         found = list(found) if isinstance(value, list) and found is not None else found
         if found != value:
             return None, f"{path} does not fit: its {key} is {found!r}, the model's {value!r}"
-    if files != datasets.list_images(inputs["validation"], class_names)[0]:
+    if expected_files is None:
+        expected_files = datasets.list_images(inputs["validation"], class_names)[0]
+    if files != expected_files:
         return None, f"{path} does not fit: it was written for other validation images"
     return path, None
 
@@ -288,15 +325,30 @@ def setup(model, settings, inputs, validation, cache_dir, runtime):
     base_name = settings["conv_base"]["name"]
     path = None
     if split.whole_base:
-        path, why = _features_file(inputs, info, base_name, image_size, runtime, split, class_names)
+        path, why = _features_file(
+            inputs,
+            info,
+            base_name,
+            image_size,
+            runtime,
+            split,
+            class_names,
+            fold=(settings, cache_dir) if "fold" in settings else None,
+        )
         if why:
             log.info("%s: %s: computing the frozen base's outputs once instead", name, why)
         source = "the features stage"
     if path is None:
         started = time.perf_counter()
+        images = inputs["validation"]
+        if "fold" in settings:
+            paths, located, labels = datasets.fold_validation_images(settings, inputs, class_names)
+            images = datasets.load_listed(
+                located, labels, class_names, image_size, batch_size, files=paths
+            )
         path = write_activations(
             split.frozen,
-            inputs["validation"],
+            images,
             Path(cache_dir) / "validation-activations.h5",
             image_size,
             batch_size,

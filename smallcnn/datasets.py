@@ -8,8 +8,10 @@ memory copy per image and keeps up with the model; augmentation runs inside the 
 
 import dataclasses
 import logging
+import math
 from pathlib import Path
 
+from smallcnn import registry
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -172,3 +174,136 @@ def load_listed(
     )
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     return ImageSet(dataset=dataset, files=files, labels=labels, class_names=class_names)
+
+
+def fold_training_data(settings, inputs, cache_dir):
+    """The training and validation data of one cross-validation fold, as keyword fields of the
+    training run's data: fold `settings["fold"]` of the seed's partition (`inputs["folds"]`)
+    validates, the other folds train. Images come from the split folders `inputs["train"]`
+    and `inputs["validation"]`, or, for a kind that trains on features, rows of those splits'
+    features files: nothing is extracted again per fold."""
+    from smallcnn import features, folds
+
+    rows = folds.read_folds(single_path(inputs["folds"]), settings["seed"], settings["folds"])
+    train_paths, validation_paths = folds.fold_paths(rows, settings["fold"])
+    label_of = {row["path"]: row["label"] for row in rows}
+    batch_size = settings["batch_size"]
+    log.info(
+        "fold %d of %d: training on %d images, validating on %d",
+        settings["fold"],
+        settings["folds"],
+        len(train_paths),
+        len(validation_paths),
+    )
+    if registry.KINDS[settings["kind"]].inputs == "features":
+        sets = {
+            split: features.read_features(single_path(inputs[split]))
+            for split in ("train", "validation")
+        }
+        class_names = sets["train"].class_names
+        if sets["validation"].class_names != class_names:
+            raise UserError(
+                f"validation classes {sets['validation'].class_names} differ from training "
+                f"classes {class_names}"
+            )
+        x_train, y_train = folds.select_rows(sets, train_paths)
+        x_validation, y_validation = folds.select_rows(sets, validation_paths)
+        train, validation = feature_datasets(settings, x_train, y_train, x_validation, y_validation)
+        attrs = sets["train"].attrs
+        return {
+            "train": train,
+            "validation": validation,
+            "labels": y_train,
+            "class_names": class_names,
+            "input_shape": x_train.shape[1:],
+            "steps": steps_per_epoch(settings, len(y_train)),
+            "conv_base": {
+                "name": attrs["base_model"],
+                "weights": attrs["weights_source"],
+                "weights_sha256": attrs["weights_sha256"],
+                "input_size": list(attrs["input_size"]),
+            },
+            "weights": {"source": attrs["weights_source"], "sha256": attrs["weights_sha256"]},
+        }
+    split_dirs = {split: single_path(inputs[split]) for split in ("train", "validation")}
+    class_names = class_names_in(split_dirs["train"])
+    size = tuple(settings["image_size"])
+
+    def listed(paths, **options):
+        unknown = sorted({label_of[p] for p in paths} - set(class_names))
+        if unknown:
+            raise UserError(f"the folds file has classes {unknown} that the train split lacks")
+        return load_listed(
+            [folds.locate(path, split_dirs) for path in paths],
+            [class_names.index(label_of[path]) for path in paths],
+            class_names,
+            size,
+            batch_size,
+            files=paths,
+            cache=True,
+            cache_dir=cache_dir,
+            **options,
+        )
+
+    train = listed(
+        train_paths,
+        shuffle=True,
+        seed=settings["seed"],
+        cache_name="train",
+        repeat=bool(settings.get("steps_per_epoch")),
+    )
+    validation = listed(validation_paths, cache_name="validation")
+    return {
+        "train": train.dataset,
+        "validation": validation.dataset,
+        "labels": train.labels,
+        "class_names": class_names,
+        "input_shape": (*size, 3),
+        "steps": steps_per_epoch(settings, len(train.files)),
+        "conv_base": None,
+        "weights": None,
+    }
+
+
+def fold_validation_images(settings, inputs, class_names):
+    """(split copy paths, their files in the split folders, labels) of the fold's validation
+    images, for the cached validation of a frozen base."""
+    from smallcnn import folds
+
+    rows = folds.read_folds(single_path(inputs["folds"]), settings["seed"], settings["folds"])
+    paths = folds.fold_paths(rows, settings["fold"])[1]
+    label_of = {row["path"]: row["label"] for row in rows}
+    split_dirs = {split: single_path(inputs[split]) for split in ("train", "validation")}
+    located = [folds.locate(path, split_dirs) for path in paths]
+    return paths, located, [class_names.index(label_of[path]) for path in paths]
+
+
+def feature_datasets(settings, x_train, y_train, x_validation, y_validation):
+    """tf.data pipelines of training features (shuffled, seeded) and validation features."""
+    import tensorflow as tf
+
+    batch_size = settings["batch_size"]
+    dataset = tf.data.Dataset.from_tensor_slices((x_train, y_train))
+    if settings.get("steps_per_epoch"):
+        dataset = dataset.repeat()
+    dataset = dataset.shuffle(len(y_train), seed=settings["seed"])
+    dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    validation = tf.data.Dataset.from_tensor_slices((x_validation, y_validation))
+    validation = validation.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return dataset, validation
+
+
+def steps_per_epoch(settings, n):
+    if settings.get("steps_per_epoch"):
+        return settings["steps_per_epoch"]
+    return math.ceil(n / settings["batch_size"])
+
+
+def single_path(value):
+    """The one path of a Snakemake input that may be a string or a list of one."""
+    if isinstance(value, str | Path):
+        return str(value)
+    values = [str(v) for v in value]
+    if len(values) != 1:
+        raise UserError(f"expected one path, got {values}")
+    return values[0]

@@ -25,6 +25,8 @@ PACKAGES = (
     "pyyaml",
     "snakemake",
     "snakemake-executor-plugin-slurm",
+    "cleanlab",
+    "scikit-learn",
 )
 
 # Snakemake's benchmark format; the memory columns are MB.

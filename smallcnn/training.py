@@ -135,6 +135,20 @@ def _feature_data(settings, inputs):
     )
 
 
+def _fold_data(settings, inputs, cache_dir):
+    fields = datasets.fold_training_data(settings, inputs, cache_dir)
+    return _Data(
+        fields["train"],
+        fields["validation"],
+        fields["class_names"],
+        fields["input_shape"],
+        fields["steps"],
+        fields["weights"],
+        fields["conv_base"],
+        fields["labels"],
+    )
+
+
 # Above this ratio of the largest to the smallest class, class_weight: auto weighs classes.
 IMBALANCE_RATIO = 1.5
 
@@ -317,7 +331,9 @@ def train(
         )
 
     with backup.cache() as cache_dir:
-        if registry.KINDS[settings["kind"]].inputs == "features":
+        if settings.get("fold") is not None:
+            data = _fold_data(settings, inputs, cache_dir)
+        elif registry.KINDS[settings["kind"]].inputs == "features":
             data = _feature_data(settings, inputs)
         else:
             data = _image_data(settings, inputs, cache_dir)
@@ -390,6 +406,7 @@ def train(
         "intra_op_threads": runtime.intra_op_threads,
         "inter_op_threads": runtime.inter_op_threads,
         "seed": seed,
+        **({"fold": settings["fold"], "folds": settings["folds"]} if "fold" in settings else {}),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "weights": weights,
     }
