@@ -271,8 +271,7 @@ def setup(model, settings, inputs, validation, cache_dir, runtime):
     job. Every case where the cache does not apply is logged with its reason.
     """
     name = f"{settings['experiment']}/{settings['seed']}"
-    kind = registry.KINDS[settings["kind"]]
-    if not (kind.uses_base and kind.inputs == "images"):
+    if not registry.KINDS[settings["kind"]].runs_base_on_images:
         return Validation(validation, [])
     if not settings.get("cache_frozen", True):
         log.info("%s: cache_frozen is off: validating end to end", name)

@@ -8,6 +8,7 @@ memory copy per image and keeps up with the model; augmentation runs inside the 
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 from smallcnn.errors import UserError
@@ -28,6 +29,14 @@ class ImageSet:
     files: list  # "<label>/<name>", relative to the split folder, in label then name order
     labels: list
     class_names: list
+
+
+def single_path(value):
+    """The path of a job input given as a path or a list of at most one (None when empty: the
+    weights input of a base with random weights)."""
+    if isinstance(value, str | os.PathLike):
+        return str(value)
+    return str(value[0]) if value else None
 
 
 def class_names_in(directory):

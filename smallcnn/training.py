@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from smallcnn import cached_validation, datasets, devices, features, models, registry, resume
+from smallcnn import builders, cached_validation, datasets, devices, features, registry, resume
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -203,79 +203,7 @@ def _image_data(settings, inputs, cache_dir):
 
 def build_model(settings, inputs, data):
     """The experiment's model, uncompiled, and the record of the weights it started from."""
-    import keras
-
-    kind = settings["kind"]
-    n_classes = len(data.class_names)
-    seed = settings["seed"]
-    builder = registry.KINDS[kind].builder
-    build = getattr(models, builder) if builder else None
-    if kind in ("scratch", "augmented"):
-        model = build(
-            data.input_shape,
-            n_classes,
-            dropout=settings["dropout"],
-            dense_units=settings["dense_units"],
-            augmentation=settings.get("augmentation"),
-            seed=seed,
-            class_names=data.class_names,
-            name=settings["experiment"],
-        )
-        return model, None
-    if kind == "features":
-        model = build(
-            data.input_shape,
-            n_classes,
-            dense_units=settings["dense_units"],
-            dropout=settings["dropout"],
-            seed=seed,
-            class_names=data.class_names,
-            conv_base=data.conv_base,
-        )
-        return model, data.weights
-    conv_base = settings["conv_base"]
-    if kind == "frozen":
-        weights_path = _single(inputs.get("weights"))
-        record = features.weights_record(conv_base["weights"], weights_path)
-        base = models.build_conv_base(conv_base["name"], weights_path, data.input_shape)
-        model = build(
-            base,
-            n_classes,
-            dense_units=settings["dense_units"],
-            dropout=settings["dropout"],
-            augmentation=settings.get("augmentation"),
-            seed=seed,
-            class_names=data.class_names,
-            conv_base={
-                "name": base.name,
-                "weights": record["source"],
-                "weights_sha256": record["sha256"],
-            },
-        )
-        return model, record
-    if kind == "finetuned":
-        start = _single(inputs["start"])
-        model = keras.saving.load_model(start, compile=False)
-        class_names, base_info = models.model_info(model)
-        if class_names != data.class_names:
-            raise UserError(
-                f"{start} was trained on classes {class_names}, the training split has "
-                f"{data.class_names}: rerun the experiment it starts from"
-            )
-        if tuple(model.input_shape[1:]) != tuple(data.input_shape):
-            raise UserError(
-                f"{start} takes images of {model.input_shape[1:3]}, image_size is "
-                f"{data.input_shape[:2]}: rerun the experiment it starts from"
-            )
-        model = models.with_augmentation(
-            model, settings.get("augmentation"), seed, name=settings["experiment"]
-        )
-        models.make_finetunable(model, conv_base["unfreeze_from"])
-        record = None
-        if base_info:
-            record = {"source": base_info["weights"], "sha256": base_info["weights_sha256"]}
-        return model, record
-    raise UserError(f"unknown kind of experiment {kind!r}: one of {', '.join(registry.KINDS)}")
+    return getattr(builders, registry.KINDS[settings["kind"]].builder)(settings, inputs, data)
 
 
 def train(
@@ -317,7 +245,7 @@ def train(
         )
 
     with backup.cache() as cache_dir:
-        if registry.KINDS[settings["kind"]].inputs == "features":
+        if registry.KINDS[settings["kind"]].trains_on_features:
             data = _feature_data(settings, inputs)
         else:
             data = _image_data(settings, inputs, cache_dir)

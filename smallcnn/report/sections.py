@@ -308,10 +308,11 @@ def settings_rows(experiments, runs_by_experiment):
         settings = experiment["settings"]
         base = experiment["conv_base"] or {}
         overridden = set(experiment["overrides"])
+        inherited = registry.KINDS[experiment["kind"]].inherited_keys
         cells = [
             {
                 "key": SETTING_HEADERS.get(key, key),
-                "value": settings.get(key, "kept" if key in ("dense_units", "dropout") else "-"),
+                "value": settings.get(key, "kept" if key in inherited else "-"),
                 "overridden": key in overridden,
             }
             for key in SETTING_KEYS
