@@ -19,7 +19,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import keras
 import numpy as np
 
 from smallcnn import datasets, models, registry
+from smallcnn.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +127,7 @@ def write_activations(frozen, images, out, image_size, batch_size, class_names, 
     def compute(batch):
         return [tf.cast(v, tf.float32) for v in keras.tree.flatten(frozen(batch, training=False))]
 
-    out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(partial, "w") as h5:
+    with atomic_write(out, suffix=".partial") as partial, h5py.File(partial, "w") as h5:
         sets = [
             h5.create_dataset(
                 name,
@@ -150,7 +147,6 @@ def write_activations(frozen, images, out, image_size, batch_size, class_names, 
             for dataset, value in zip(sets, values, strict=True):
                 dataset[written : written + len(value)] = value
             written += len(values[0])
-    os.replace(partial, out)
     return out
 
 

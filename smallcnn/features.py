@@ -3,14 +3,13 @@
 import dataclasses
 import json
 import logging
-import os
 import time
-from pathlib import Path
 
 import h5py
 import numpy as np
 
 from smallcnn import datasets, devices, models, registry
+from smallcnn.atomic import atomic_write
 from smallcnn.errors import UserError
 from smallcnn.fingerprint import file_sha256
 
@@ -73,11 +72,8 @@ def write_features(base, images, out, image_size, batch_size, attrs):
     def compute(batch):
         return tf.cast(base(batch, training=False), tf.float32)
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
     started = time.perf_counter()
-    with h5py.File(partial, "w") as h5:
+    with atomic_write(out, suffix=".partial") as partial, h5py.File(partial, "w") as h5:
         features = h5.create_dataset(
             "features",
             shape=(n, *feature_shape),
@@ -94,9 +90,8 @@ def write_features(base, images, out, image_size, batch_size, attrs):
             values = compute(batch).numpy()
             features[written : written + len(values)] = values
             written += len(values)
-    if written != n:
-        raise RuntimeError(f"wrote {written} feature rows for {n} images")
-    os.replace(partial, out)
+        if written != n:
+            raise RuntimeError(f"wrote {written} feature rows for {n} images")
     seconds = time.perf_counter() - started
     log.info(
         "%s: %d images -> %s %s in %.1f s (%.1f images/s)",

@@ -28,6 +28,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from smallcnn.atomic import atomic_write
 from smallcnn.fingerprint import file_sha256
 
 log = logging.getLogger(__name__)
@@ -47,18 +48,6 @@ KILL_ENV = "SMALLCNN_TEST_KILL_AT"
 def crash_point(point, epoch):
     if os.environ.get(KILL_ENV) == f"{point}:{epoch}":
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def replace_durably(tmp, target):
-    """Rename `tmp` over `target` once its bytes are on disk, so that a crash leaves either."""
-    with open(tmp, "rb+") as stream:
-        os.fsync(stream.fileno())
-    os.replace(tmp, target)
-    directory = os.open(Path(target).parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def mode(monitor):
@@ -133,18 +122,16 @@ class Backup:
     def write(self, name, save, epoch):
         """Write file `name` of `epoch` with `save(path)` under a temporary name (a prefix: Keras
         checks the extension), then rename it; its entry in the state."""
-        tmp = self.path(TMP_PREFIX + name)
-        save(str(tmp))
-        digest = file_sha256(tmp)
-        crash_point("write", epoch)
-        replace_durably(tmp, self.path(name))
+        with atomic_write(self.path(name), prefix=TMP_PREFIX, suffix="", durable=True) as tmp:
+            save(str(tmp))
+            digest = file_sha256(tmp)
+            crash_point("write", epoch)
         return {"file": name, "sha256": digest}
 
     def commit(self, state):
         """Make `state` the one a rerun resumes from; then delete the files it replaced."""
-        tmp = self.path(TMP_PREFIX + STATE_FILE)
-        tmp.write_text(json.dumps(state))
-        replace_durably(tmp, self.path(STATE_FILE))
+        with atomic_write(self.path(STATE_FILE), prefix=TMP_PREFIX, suffix="", durable=True) as tmp:
+            tmp.write_text(json.dumps(state))
         self.prune(state)
 
     def discard(self):
@@ -335,15 +322,8 @@ class ResumableTraining(keras.callbacks.Callback):
 
 def write_history(rows, path):
     """The per-epoch history as CSVLogger writes it: epoch, then the metrics in sorted order."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     keys = sorted({key for row in rows for key in row} - {"epoch"})
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=["epoch", *keys])
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=["epoch", *keys])
+        writer.writeheader()
+        writer.writerows(rows)

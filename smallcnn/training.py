@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from smallcnn import builders, cached_validation, datasets, devices, features, registry, resume
+from smallcnn.atomic import atomic_write
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -364,14 +365,8 @@ def _lr_changes(rows):
 
 
 def _publish(source, target):
-    """Copy `source` to `target` under a temporary name, then rename: a reader never sees half a
-    file, and a failure leaves no temporary behind (nor a kill: a rerun publishes over it)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    try:
+    """Copy `source` to `target` atomically: a reader never sees half a file, and a failure
+    leaves no temporary behind (nor a kill: a rerun publishes over it)."""
+    with atomic_write(target) as tmp:
         shutil.copyfile(source, tmp)
         resume.crash_point("publish", 0)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -2,12 +2,12 @@
 
 import hashlib
 import logging
-import os
 import tempfile
 import urllib.parse
 from pathlib import Path
 
 from smallcnn import models, registry
+from smallcnn.atomic import atomic_write
 from smallcnn.errors import UserError
 from smallcnn.redact import redact
 
@@ -82,9 +82,8 @@ def fetch_imagenet_weights(base, out, url=None, expected_hash=None):
             model = models.application(base)(include_top=False, weights=downloaded)
         except (ValueError, OSError) as error:
             raise UserError(f"{host} sent no {base} weights file ({error})") from None
-        partial = out.with_name(out.name + ".partial.weights.h5")
-        model.save_weights(partial)
-        os.replace(partial, out)
+        with atomic_write(out, suffix=".partial.weights.h5") as partial:
+            model.save_weights(partial)
     log.info(
         "saved %s ImageNet weights from %s (%s verified) to %s", base, host, expected_hash, out
     )
