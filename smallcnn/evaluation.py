@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smallcnn import datasets, devices, features, models
+from smallcnn import datasets, devices, feature_file, models
 from smallcnn.errors import UserError
 from smallcnn.metrics import class_metrics, confusion_matrix, roc_auc
 from smallcnn.stats import accuracy_ci95
@@ -62,7 +62,7 @@ def evaluate(
     class_names, _ = models.model_info(model)
     summary = json.loads(Path(summary_path).read_text())
     if str(test).endswith(".h5"):
-        test_set = features.read_features(test)
+        test_set = feature_file.read(test)
         if test_set.class_names != class_names:
             raise UserError(f"{test} has classes {test_set.class_names}, the model {class_names}")
         outputs = model.predict(test_set.features, batch_size=batch_size, verbose=0)

@@ -15,7 +15,16 @@ import os
 import shutil
 from pathlib import Path
 
-from smallcnn import builders, cached_validation, datasets, devices, features, registry, resume
+from smallcnn import (
+    builders,
+    cached_validation,
+    datasets,
+    devices,
+    feature_file,
+    features,
+    registry,
+    resume,
+)
 from smallcnn.atomic import atomic_write
 from smallcnn.errors import UserError
 
@@ -101,8 +110,8 @@ class _Data:
 def _feature_data(settings, inputs):
     import tensorflow as tf
 
-    train = features.read_features(_single(inputs["train"]))
-    validation = features.read_features(_single(inputs["validation"]))
+    train = feature_file.read(_single(inputs["train"]))
+    validation = feature_file.read(_single(inputs["validation"]))
     if validation.class_names != train.class_names:
         raise UserError(
             f"validation classes {validation.class_names} differ from training classes "
