@@ -15,9 +15,7 @@ import dataclasses
 import json
 
 import h5py
-import keras
 import numpy as np
-import tensorflow as tf
 
 from smallcnn import registry
 from smallcnn.atomic import atomic_write
@@ -43,6 +41,10 @@ def dataset_names(count):
 def run_attrs(base_name, weights, image_size, layer, runtime, **extra):
     """The attributes of a file written by the conv base `base_name` with `weights`
     ({"source", "sha256"}), up to `layer`, at `runtime` (smallcnn.devices.Runtime)."""
+    # Here and in `write`, not at the top: reading a file needs no TensorFlow.
+    import keras
+    import tensorflow as tf
+
     return {
         "base_model": base_name,
         "weights_source": weights["source"],
@@ -67,6 +69,9 @@ def write(model, image_set, batch_size, out, attrs):
     Memory stays flat in the number of images: each batch is written to its slice of a chunked
     dataset as it arrives; the file appears under its final name only when complete.
     """
+    import keras
+    import tensorflow as tf
+
     n = len(image_set.files)
     outputs = model.outputs
 

@@ -94,3 +94,22 @@ def file_sha256(path):
         for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def run_fingerprint(settings, inputs):
+    """Identity of a training run: a hash of its settings and of every input, folders by every
+    file's path, size and mtime (as `source_fingerprint` reads a folder), files by content. A
+    backup is resumed only by a run with the same fingerprint."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for key in sorted(inputs):
+        value = inputs[key]
+        paths = [value] if isinstance(value, str | os.PathLike) else list(value or [])
+        for path in map(Path, paths):
+            digest.update(f"{key}={path}".encode())
+            if path.is_dir():
+                for name, stat in walk_files(path):
+                    facts = f"{stat.st_size}:{stat.st_mtime_ns}" if stat else "dangling link"
+                    digest.update(f"{name}:{facts}".encode("utf-8", "surrogateescape"))
+            elif path.is_file():
+                digest.update(file_sha256(path).encode())
+    return digest.hexdigest()

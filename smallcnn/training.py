@@ -7,59 +7,18 @@ outputs are published from there when training ends. A rerun with the same setti
 resumes after the last finished epoch; a backup made with anything different is discarded.
 """
 
-import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 from pathlib import Path
 
-from smallcnn import (
-    builders,
-    cached_validation,
-    datasets,
-    devices,
-    feature_file,
-    features,
-    registry,
-    resume,
-)
+from smallcnn import builders, cached_validation, datasets, devices, registry, resume
 from smallcnn.atomic import atomic_write
 from smallcnn.errors import UserError
+from smallcnn.fingerprint import run_fingerprint
 
 log = logging.getLogger(__name__)
-
-
-def fingerprint(settings, inputs):
-    """Hash of the settings and the identity of every input: a backup is resumed only when equal."""
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for key in sorted(inputs):
-        for path in _paths(inputs[key]):
-            digest.update(f"{key}={path}".encode())
-            path = Path(path)
-            if path.is_dir():
-                for item in sorted(path.rglob("*")):
-                    if item.is_file():
-                        stat = item.stat()
-                        entry = f"{item.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}"
-                        digest.update(entry.encode())
-            elif path.is_file():
-                digest.update(features.file_sha256(path).encode())
-    return digest.hexdigest()
-
-
-def _paths(value):
-    if not value:
-        return []
-    if isinstance(value, str | os.PathLike):
-        return [str(value)]
-    return [str(v) for v in value]
-
-
-def _single(value):
-    paths = _paths(value)
-    return paths[0] if paths else None
 
 
 def _optimizer(name, learning_rate):
@@ -90,61 +49,6 @@ def compile_model(model, settings, n_classes, monitors):
     )
 
 
-class _Data:
-    """Training and validation batches, and what the model needs to know about them."""
-
-    def __init__(
-        self, train, validation, class_names, input_shape, steps, weights, conv_base, labels
-    ):
-        self.train = train
-        # Training labels, for the class weights.
-        self.labels = labels
-        self.validation = validation
-        self.class_names = class_names
-        self.input_shape = input_shape
-        self.steps = steps
-        self.weights = weights
-        self.conv_base = conv_base
-
-
-def _feature_data(settings, inputs):
-    import tensorflow as tf
-
-    train = feature_file.read(_single(inputs["train"]))
-    validation = feature_file.read(_single(inputs["validation"]))
-    if validation.class_names != train.class_names:
-        raise UserError(
-            f"validation classes {validation.class_names} differ from training classes "
-            f"{train.class_names}"
-        )
-    batch_size = settings["batch_size"]
-    dataset = tf.data.Dataset.from_tensor_slices((train.features, train.labels))
-    if settings.get("steps_per_epoch"):
-        dataset = dataset.repeat()
-    dataset = dataset.shuffle(len(train.labels), seed=settings["seed"])
-    dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    val = tf.data.Dataset.from_tensor_slices((validation.features, validation.labels))
-    val = val.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    attrs = train.attrs
-    conv_base = {
-        "name": attrs["base_model"],
-        "weights": attrs["weights_source"],
-        "weights_sha256": attrs["weights_sha256"],
-        "input_size": list(attrs["input_size"]),
-    }
-    weights = {"source": attrs["weights_source"], "sha256": attrs["weights_sha256"]}
-    return _Data(
-        dataset,
-        val,
-        train.class_names,
-        train.features.shape[1:],
-        _steps(settings, len(train.labels)),
-        weights,
-        conv_base,
-        train.labels,
-    )
-
-
 # Above this ratio of the largest to the smallest class, class_weight: auto weighs classes.
 IMBALANCE_RATIO = 1.5
 
@@ -171,44 +75,6 @@ def class_weights(setting, labels, n_classes):
         raise UserError(f"class_weight is {setting!r}: use auto, none or balanced")
     total = sum(counts)
     return {k: total / (n_classes * count) for k, count in enumerate(counts)}
-
-
-def _steps(settings, n):
-    if settings.get("steps_per_epoch"):
-        return settings["steps_per_epoch"]
-    return math.ceil(n / settings["batch_size"])
-
-
-def _image_data(settings, inputs, cache_dir):
-    size = tuple(settings["image_size"])
-    train = datasets.load_images(
-        _single(inputs["train"]),
-        size,
-        settings["batch_size"],
-        shuffle=True,
-        seed=settings["seed"],
-        cache=True,
-        cache_dir=cache_dir,
-        repeat=bool(settings.get("steps_per_epoch")),
-    )
-    validation = datasets.load_images(
-        _single(inputs["validation"]),
-        size,
-        settings["batch_size"],
-        class_names=train.class_names,
-        cache=True,
-        cache_dir=cache_dir,
-    )
-    return _Data(
-        train.dataset,
-        validation.dataset,
-        train.class_names,
-        (*size, 3),
-        _steps(settings, len(train.files)),
-        None,
-        None,
-        train.labels,
-    )
 
 
 def build_model(settings, inputs, data):
@@ -242,7 +108,7 @@ def train(
     )
     work_dir = Path(backup_dir)
     config = settings.get("callbacks") or {}
-    backup = resume.Backup(work_dir, fingerprint(settings, inputs))
+    backup = resume.Backup(work_dir, run_fingerprint(settings, inputs))
     state = None
     if config.get("backup", True):
         state = backup.load()
@@ -255,10 +121,7 @@ def train(
         )
 
     with backup.cache() as cache_dir:
-        if registry.KINDS[settings["kind"]].trains_on_features:
-            data = _feature_data(settings, inputs)
-        else:
-            data = _image_data(settings, inputs, cache_dir)
+        data = datasets.training_data(settings, inputs, cache_dir)
         with runtime.strategy.scope():
             model, weights = build_model(settings, inputs, data)
             compile_model(model, settings, len(data.class_names), keeper.monitors)
