@@ -43,6 +43,9 @@ CACHE_DIR = "cache"
 # state (the epoch's files renamed into place, the state not yet), publish (an output copied,
 # not yet renamed; epoch 0).
 KILL_ENV = "SMALLCNN_TEST_KILL_AT"
+# ReduceLROnPlateau's default min_delta: an improvement smaller than this is a plateau. Not a
+# setting of the config, as it is not one of the book's.
+PLATEAU_MIN_DELTA = 1e-4
 
 
 def crash_point(point, epoch):
@@ -168,23 +171,24 @@ class ResumableTraining(keras.callbacks.Callback):
     """Checkpoint-best, early stopping, reduce-LR-on-plateau and the per-epoch backup in one
     callback, with the semantics of Keras' callbacks of those names and the `callbacks:` config.
 
-    `state` is what Backup.load returned (None for a fresh run); `backup` False keeps only the
-    best model and the history, for a run that is not to be resumed.
+    `callbacks`: the run's validated `callbacks` settings (config.yaml's, merged with its kind's
+    and its own), every key present: this class has no defaults of its own. `backup`: the run's
+    Backup; `state` what Backup.load returned (None for a fresh run). `resumable` False keeps
+    only the best model and the history, for a run that is not to be resumed.
     """
 
-    def __init__(self, config, directory, state=None, backup=True):
+    def __init__(self, callbacks, backup, state=None, resumable=True):
         super().__init__()
-        config = config or {}
-        self.directory = directory
         self.backup = backup
-        self.monitor = (config.get("checkpoint") or {}).get("monitor", "val_loss")
-        stopping = config.get("early_stopping") or {}
-        self.stopping = stopping if stopping.get("enabled", True) else None
-        plateau = config.get("reduce_lr") or {}
-        self.plateau = plateau if plateau.get("enabled", True) else None
+        self.resumable = resumable
+        self.monitor = callbacks["checkpoint"]["monitor"]
+        stopping = callbacks["early_stopping"]
+        self.stopping = stopping if stopping["enabled"] else None
+        plateau = callbacks["reduce_lr"]
+        self.plateau = plateau if plateau["enabled"] else None
         self.state = state or {
             "version": STATE_VERSION,
-            "fingerprint": directory.fingerprint,
+            "fingerprint": backup.fingerprint,
             "epoch": 0,
             "history": [],
             "train_seconds": 0.0,
@@ -210,7 +214,7 @@ class ResumableTraining(keras.callbacks.Callback):
 
     def best_model(self):
         entry = self.state["files"].get("best")
-        return self.directory.path(entry["file"]) if entry else None
+        return self.backup.path(entry["file"]) if entry else None
 
     def _seed_variables(self):
         # Dropout and augmentation draw from these; save_weights leaves them out.
@@ -224,7 +228,7 @@ class ResumableTraining(keras.callbacks.Callback):
         if not optimizer.built:
             # Its variables must exist for load_weights to fill them.
             optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(self.directory.path(files["weights"]["file"]))
+        self.model.load_weights(self.backup.path(files["weights"]["file"]))
         optimizer.learning_rate = self.state["learning_rate"]
         for variable, value in zip(self._seed_variables(), self.state["seed_states"], strict=True):
             variable.assign(np.asarray(value, dtype=variable.dtype))
@@ -249,9 +253,7 @@ class ResumableTraining(keras.callbacks.Callback):
         checkpoint = state["checkpoint"]
         if is_improvement(logs.get(self.monitor), checkpoint["best"], self.monitor):
             checkpoint.update(best=float(logs[self.monitor]), best_epoch=number)
-            files["best"] = self.directory.write(
-                f"best-{number:04d}.keras", self.model.save, number
-            )
+            files["best"] = self.backup.write(f"best-{number:04d}.keras", self.model.save, number)
         if self.stopping:
             self._early_stopping(epoch, logs, files)
         if self.plateau:
@@ -260,18 +262,18 @@ class ResumableTraining(keras.callbacks.Callback):
         state["seed_states"] = [
             keras.ops.convert_to_numpy(v).tolist() for v in self._seed_variables()
         ]
-        if self.backup:
-            files["weights"] = self.directory.write(
+        if self.resumable:
+            files["weights"] = self.backup.write(
                 f"epoch-{number:04d}.weights.h5", self.model.save_weights, number
             )
             crash_point("state", number)
         state["files"] = files
         state["epoch"] = number
-        self.directory.commit(state)
+        self.backup.commit(state)
 
     def _early_stopping(self, epoch, logs, files):
         config, counters = self.stopping, self.state["early_stopping"]
-        monitor = config.get("monitor", "val_loss")
+        monitor = config["monitor"]
         value = logs.get(monitor)
         if value is None:
             return
@@ -279,45 +281,43 @@ class ResumableTraining(keras.callbacks.Callback):
         if is_improvement(value, counters["best"], monitor):
             counters.update(best=float(value), best_epoch=epoch + 1, wait=0)
             if self._keeps_own_best_weights():
-                files["stop_best"] = self.directory.write(
+                files["stop_best"] = self.backup.write(
                     f"stop-best-{epoch + 1:04d}.weights.h5", self.model.save_weights, epoch + 1
                 )
-        elif counters["wait"] >= config.get("patience", 10) and epoch > 0:
+        elif counters["wait"] >= config["patience"] and epoch > 0:
             self.state["stopped_early"] = True
             self.model.stop_training = True
 
     def _keeps_own_best_weights(self):
         config = self.stopping
-        return config.get("restore_best_weights", True) and (
-            config.get("monitor", "val_loss") != self.monitor
-        )
+        return config["restore_best_weights"] and config["monitor"] != self.monitor
 
     def _reduce_lr(self, logs, optimizer):
         config, counters = self.plateau, self.state["reduce_lr"]
-        monitor = config.get("monitor", "val_loss")
+        monitor = config["monitor"]
         value = logs.get(monitor)
         if value is None:
             return
-        # ReduceLROnPlateau's default min_delta (the config does not set one) and cooldown, 0.
-        if is_improvement(value, counters["best"], monitor, min_delta=1e-4):
+        # Cooldown 0, as ReduceLROnPlateau's default (the config does not set one either).
+        if is_improvement(value, counters["best"], monitor, min_delta=PLATEAU_MIN_DELTA):
             counters.update(best=float(value), wait=0)
         else:
             counters["wait"] += 1
-            if counters["wait"] >= config.get("patience", 4):
+            if counters["wait"] >= config["patience"]:
                 rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-                min_lr = config.get("min_lr", 1e-7)
+                min_lr = config["min_lr"]
                 if rate > np.float32(min_lr):
-                    optimizer.learning_rate = max(rate * config.get("factor", 0.5), min_lr)
+                    optimizer.learning_rate = max(rate * config["factor"], min_lr)
                     counters["wait"] = 0
 
     def on_train_end(self, logs=None):
         """Early stopping's restore_best_weights: the model in memory ends at its best epoch (the
         published model is the checkpoint's best either way)."""
-        if not (self.stopping and self.stopping.get("restore_best_weights", True)):
+        if not (self.stopping and self.stopping["restore_best_weights"]):
             return
         entry = self.state["files"].get("stop_best" if self._keeps_own_best_weights() else "best")
         if entry:
-            self.model.load_weights(self.directory.path(entry["file"]))
+            self.model.load_weights(self.backup.path(entry["file"]))
 
 
 def write_history(rows, path):

@@ -107,14 +107,14 @@ def train(
         settings.get("precision", "auto"), settings.get("multi_gpu", True), threads=threads
     )
     work_dir = Path(backup_dir)
-    config = settings.get("callbacks") or {}
+    callbacks = settings["callbacks"]
     backup = resume.Backup(work_dir, run_fingerprint(settings, inputs))
     state = None
-    if config.get("backup", True):
+    if callbacks["backup"]:
         state = backup.load()
     else:
         backup.reset("backups are off")
-    keeper = resume.ResumableTraining(config, backup, state, backup=config.get("backup", True))
+    keeper = resume.ResumableTraining(callbacks, backup, state, resumable=callbacks["backup"])
     if keeper.initial_epoch:
         log.info(
             "%s: resuming after epoch %d of %d", name, keeper.initial_epoch, settings["epochs"]
@@ -157,7 +157,7 @@ def train(
                 steps_per_epoch=data.steps,
                 # The cached validation first: the others read the val_* it puts in the logs.
                 # Then the keeper: it puts the learning rate in the logs that the loggers read.
-                callbacks=[*validation.callbacks, keeper, *_log_callbacks(config, work_dir)],
+                callbacks=[*validation.callbacks, keeper, *_log_callbacks(callbacks, work_dir)],
                 initial_epoch=keeper.initial_epoch,
                 class_weight=weighting,
                 # The datasets shuffle themselves, seeded.
@@ -213,10 +213,10 @@ def train(
     return summary
 
 
-def _log_callbacks(config, work_dir):
+def _log_callbacks(callbacks, work_dir):
     import keras
 
-    if not config.get("tensorboard", True):
+    if not callbacks["tensorboard"]:
         return []
     return [
         keras.callbacks.TensorBoard(
