@@ -19,9 +19,7 @@ import csv
 import json
 import logging
 import math
-import os
 import shutil
-import signal
 import time
 from pathlib import Path
 
@@ -37,20 +35,9 @@ STATE_FILE = "state.json"
 STATE_VERSION = 1
 TMP_PREFIX = "tmp-"
 CACHE_DIR = "cache"
-# Test-only: "<point>:<epoch>" makes the training process SIGKILL itself at that point, so that
-# tests can kill a real job at an exact instant. Points: batch (after the first batch of that
-# epoch), write (the epoch's first backup file written under its temporary name, not renamed),
-# state (the epoch's files renamed into place, the state not yet), publish (an output copied,
-# not yet renamed; epoch 0).
-KILL_ENV = "SMALLCNN_TEST_KILL_AT"
 # ReduceLROnPlateau's default min_delta: an improvement smaller than this is a plateau. Not a
 # setting of the config, as it is not one of the book's.
 PLATEAU_MIN_DELTA = 1e-4
-
-
-def crash_point(point, epoch):
-    if os.environ.get(KILL_ENV) == f"{point}:{epoch}":
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def mode(monitor):
@@ -122,13 +109,12 @@ class Backup:
             else:
                 item.unlink()
 
-    def write(self, name, save, epoch):
-        """Write file `name` of `epoch` with `save(path)` under a temporary name (a prefix: Keras
-        checks the extension), then rename it; its entry in the state."""
+    def write(self, name, save):
+        """Write file `name` with `save(path)` under a temporary name (a prefix: Keras checks the
+        extension), then rename it; its entry in the state."""
         with atomic_write(self.path(name), prefix=TMP_PREFIX, suffix="", durable=True) as tmp:
             save(str(tmp))
             digest = file_sha256(tmp)
-            crash_point("write", epoch)
         return {"file": name, "sha256": digest}
 
     def commit(self, state):
@@ -236,10 +222,6 @@ class ResumableTraining(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
 
-    def on_train_batch_end(self, batch, logs=None):
-        if batch == 0:
-            crash_point("batch", self.state["epoch"] + 1)
-
     def on_epoch_end(self, epoch, logs=None):
         state = self.state
         state["train_seconds"] += time.perf_counter() - self._started
@@ -253,7 +235,7 @@ class ResumableTraining(keras.callbacks.Callback):
         checkpoint = state["checkpoint"]
         if is_improvement(logs.get(self.monitor), checkpoint["best"], self.monitor):
             checkpoint.update(best=float(logs[self.monitor]), best_epoch=number)
-            files["best"] = self.backup.write(f"best-{number:04d}.keras", self.model.save, number)
+            files["best"] = self.backup.write(f"best-{number:04d}.keras", self.model.save)
         if self.stopping:
             self._early_stopping(epoch, logs, files)
         if self.plateau:
@@ -264,9 +246,8 @@ class ResumableTraining(keras.callbacks.Callback):
         ]
         if self.resumable:
             files["weights"] = self.backup.write(
-                f"epoch-{number:04d}.weights.h5", self.model.save_weights, number
+                f"epoch-{number:04d}.weights.h5", self.model.save_weights
             )
-            crash_point("state", number)
         state["files"] = files
         state["epoch"] = number
         self.backup.commit(state)
@@ -282,7 +263,7 @@ class ResumableTraining(keras.callbacks.Callback):
             counters.update(best=float(value), best_epoch=epoch + 1, wait=0)
             if self._keeps_own_best_weights():
                 files["stop_best"] = self.backup.write(
-                    f"stop-best-{epoch + 1:04d}.weights.h5", self.model.save_weights, epoch + 1
+                    f"stop-best-{epoch + 1:04d}.weights.h5", self.model.save_weights
                 )
         elif counters["wait"] >= config["patience"] and epoch > 0:
             self.state["stopped_early"] = True

@@ -240,14 +240,18 @@ DISK_CACHE = "import smallcnn.datasets; smallcnn.datasets.MEMORY_CACHE_BYTES = 0
 
 
 def run_job(root, settings, inputs, kill_at=None, prelude="", env=()):
-    """Train in a fresh process, which SIGKILLs itself at `kill_at`; its exit status and log."""
+    """Train in a fresh process, which SIGKILLs itself at `kill_at` (tests/kill_points.py); its
+    exit status and log."""
     root.mkdir(parents=True, exist_ok=True)
     job = root / "job.json"
     job.write_text(json.dumps({"settings": settings, "inputs": inputs, **outputs(root, "run")}))
-    env = {**os.environ, "PYTHONPATH": str(REPO), **dict(env)}
-    env.pop(resume.KILL_ENV, None)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
+        **dict(env),
+    }
     if kill_at:
-        env[resume.KILL_ENV] = kill_at
+        prelude += f"import kill_points; kill_points.arm({kill_at!r})\n"
     result = subprocess.run(
         [sys.executable, "-c", prelude + TRAIN_JOB, str(job)],
         env=env,
