@@ -31,20 +31,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def cpu_model():
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def cpu_flags():
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
 def load_average():
     return [round(value, 2) for value in os.getloadavg()]
 
@@ -54,10 +40,12 @@ def machine():
     import keras
     import tensorflow as tf
 
-    flags = cpu_flags()
+    from smallcnn import devices
+
+    flags = devices.cpu_flags()
     memory_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
     return {
-        "cpu_model": cpu_model(),
+        "cpu_model": devices.cpu_model(),
         "cores": os.cpu_count(),
         "memory_gb": round(memory_kb / 1024**2, 1),
         "cpu_flags": {flag: flag in flags for flag in INTERESTING_FLAGS},

@@ -27,7 +27,6 @@ from smallcnn.layouts import walk_files
 
 # Hex digits kept: 64 bits, plenty to tell versions of one source apart.
 LENGTH = 16
-CHUNK_BYTES = 1 << 20
 
 
 def source_fingerprint(path):
@@ -88,12 +87,14 @@ def _recorded_sha256(archive, record):
     return facts.get("sha256")
 
 
+def file_hash(path, algorithm="sha256"):
+    """The hex digest of a file's content, read in chunks (weights files run to hundreds of MB)."""
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, algorithm).hexdigest()
+
+
 def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_hash(path, "sha256")
 
 
 def run_fingerprint(settings, inputs):

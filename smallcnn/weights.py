@@ -1,6 +1,5 @@
 """ImageNet weights of a conv base, fetched by their own job (never inside a training job)."""
 
-import hashlib
 import logging
 import tempfile
 import urllib.parse
@@ -9,18 +8,10 @@ from pathlib import Path
 from smallcnn import models, registry
 from smallcnn.atomic import atomic_write
 from smallcnn.errors import UserError
+from smallcnn.fingerprint import file_hash
 from smallcnn.redact import redact
 
 log = logging.getLogger(__name__)
-
-
-def file_hash(path, algorithm):
-    """The hex digest of a file, read in chunks (weights files run to hundreds of MB)."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as stream:
-        while chunk := stream.read(2**20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify(path, expected, host):

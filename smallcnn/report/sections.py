@@ -7,6 +7,7 @@ import numpy as np
 from smallcnn import figures, registry
 from smallcnn.errors import UserError
 from smallcnn.report import charts, classes
+from smallcnn.report.render import format_percent as percent
 from smallcnn.stats import accuracy_ci95, t_quantile
 from smallcnn.summary import spread
 
@@ -104,10 +105,6 @@ def accuracy_alt(rows):
             text += f"; book {percent(row['book'])}"
         parts.append(text + ")")
     return "Test accuracy per experiment with 95% intervals: " + "; ".join(parts) + "."
-
-
-def percent(value, digits=1):
-    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
 
 
 def learning_rate_changes(summary):
