@@ -163,11 +163,6 @@ def test_input(wildcards):
     return "results/data/test"
 
 
-def trained_runs():
-    """Every (experiment, seed) whose training the report depends on."""
-    return per_run("{experiment}/{seed}")
-
-
 def extractions():
     """{base}/{weights}/{split} of every feature file the declared experiments need."""
     return [

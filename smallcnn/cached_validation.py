@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from smallcnn import datasets, feature_file, models, registry
 
@@ -119,8 +120,6 @@ class Activations:
         return (x[0] if len(x) == 1 else tuple(x)), self.labels[rows]
 
     def _dataset(self):
-        import tensorflow as tf
-
         x = [tf.TensorSpec((None, *a.shape[1:]), tf.float32) for a in self.arrays]
         spec = (x[0] if len(x) == 1 else tuple(x), tf.TensorSpec((None,), tf.int32))
         if self.in_memory:

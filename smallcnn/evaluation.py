@@ -5,6 +5,7 @@ import json
 import logging
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from smallcnn import datasets, devices, feature_file, models
@@ -53,8 +54,6 @@ def evaluate(
 
     `test`: the test split folder, or the test features (.h5) for the features experiment.
     """
-    import keras
-
     # The job's threads and GPU memory growth; the loaded model keeps the precision it was
     # trained with (its layers' saved dtype policies).
     devices.configure("float32", multi_gpu=False, threads=threads)

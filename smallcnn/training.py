@@ -13,6 +13,9 @@ import math
 import shutil
 from pathlib import Path
 
+import keras
+import tensorflow as tf
+
 from smallcnn import builders, cached_validation, datasets, devices, registry, resume
 from smallcnn.atomic import atomic_write
 from smallcnn.errors import UserError
@@ -22,21 +25,15 @@ log = logging.getLogger(__name__)
 
 
 def _optimizer(name, learning_rate):
-    import keras
-
     optimizers = {
         "rmsprop": keras.optimizers.RMSprop,
         "adam": keras.optimizers.Adam,
         "sgd": keras.optimizers.SGD,
     }
-    if name not in optimizers:
-        raise UserError(f"unknown optimizer {name!r}: choose one of {', '.join(optimizers)}")
     return optimizers[name](learning_rate=learning_rate)
 
 
 def compile_model(model, settings, n_classes, monitors):
-    import keras
-
     metrics = ["accuracy"]
     if any(m.removeprefix("val_") == "auc" for m in monitors):
         if n_classes != 2:
@@ -71,8 +68,6 @@ def class_weights(setting, labels, n_classes):
         setting = "balanced" if max(counts) > IMBALANCE_RATIO * min(counts) else "none"
     if setting == "none":
         return None
-    if setting != "balanced":
-        raise UserError(f"class_weight is {setting!r}: use auto, none or balanced")
     total = sum(counts)
     return {k: total / (n_classes * count) for k, count in enumerate(counts)}
 
@@ -97,9 +92,6 @@ def train(
     `threads`: the job's CPU threads (not a setting: running with more or fewer must neither
     rerun the job nor discard its backup).
     """
-    import keras
-    import tensorflow as tf
-
     name = f"{settings['experiment']}/{settings['seed']}"
     seed = settings["seed"]
     keras.utils.set_random_seed(seed)
@@ -214,8 +206,6 @@ def train(
 
 
 def _log_callbacks(callbacks, work_dir):
-    import keras
-
     if not callbacks["tensorboard"]:
         return []
     return [

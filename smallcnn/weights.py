@@ -5,6 +5,8 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
+import keras
+
 from smallcnn import models, registry
 from smallcnn.atomic import atomic_write
 from smallcnn.errors import UserError
@@ -35,8 +37,6 @@ def fetch_imagenet_weights(base, out, url=None, expected_hash=None):
     `url` overrides Keras' address (a mirror of the same file); `expected_hash` (md5 or sha256)
     overrides the published hash, for a file that differs from Keras' or has none published.
     """
-    import keras
-
     if base not in registry.BASES:
         raise UserError(
             f"no ImageNet weights known for {base!r}: choose one of {', '.join(registry.BASES)}"
