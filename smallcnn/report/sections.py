@@ -9,7 +9,7 @@ from smallcnn.errors import UserError
 from smallcnn.report import charts, classes
 from smallcnn.report.render import format_percent as percent
 from smallcnn.stats import accuracy_ci95, t_quantile
-from smallcnn.summary import spread
+from smallcnn.summary_csv import spread
 
 THUMBNAIL_PIXELS = 112
 AUGMENTATION_COLUMNS = 5
