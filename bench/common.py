@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -24,11 +25,18 @@ PHOTOS_ZIP = SHARED / "data" / "dogs-vs-cats-4000.zip"
 OFFLINE_WEIGHTS_TOOL = SHARED / "tools" / "offline_vgg16_weights.py"
 CLASSES = ("cat", "dog")
 SPLITS = ("train", "validation", "test")
+# The book's batch size (DLwP listings 5.14 and 5.17).
+BOOK_BATCH = 20
 # CPU flags that decide which precision levers exist on this machine.
 INTERESTING_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+
+def pipeline_augmentation():
+    """The pipeline's augmentation settings: config.yaml's defaults, the book's values."""
+    return yaml.safe_load((REPO / "config.yaml").read_text())["augmentation"]
 
 
 def load_average():
