@@ -167,6 +167,11 @@ def summarize(samples, images=None):
         "max_seconds": round(max(seconds), 3),
         "cpu_seconds": [round(s, 3) for s in cpu],
         "median_cpu_seconds": round(statistics.median(cpu), 3),
+        "min_cpu_seconds": round(min(cpu), 3),
+        # CPU seconds per second: how many cores the variant kept busy.
+        "median_cores_busy": round(
+            statistics.median(c / s for c, s in zip(cpu, seconds, strict=True)), 2
+        ),
     }
     if images:
         summary["images"] = images

@@ -10,6 +10,11 @@ import tables
 from common import BOOK_BATCH
 from speed_features import LABELS
 
+TARGETS = {
+    "augmented_epoch_time_ratio": ("<=", 0.5),
+    "augmented_epoch_vs_compute_bound": ("<=", 1.25),
+}
+
 # The book's augmented-model data generator (DLwP listing 5.14) and batch size.
 BOOK_AUGMENTATION = {
     "rotation_range": 40,
@@ -194,8 +199,17 @@ def measure(args, workers, train_dir, validation_dir, work, policy):
     }
 
 
+def ratios(epoch, key="median_seconds"):
+    """The target ratios, from wall time (`median_seconds`) or CPU time."""
+    pipeline = epoch["pipeline"][key]
+    return {
+        "augmented_epoch_time_ratio": round(pipeline / epoch["book"][key], 3),
+        "augmented_epoch_vs_compute_bound": round(pipeline / epoch["compute_bound"][key], 3),
+    }
+
+
 def table(result):
-    """The epoch table, as markdown."""
+    """The epoch table and its ratios, as markdown."""
     e, settings = result["augmented_epoch"], result["settings"]
     rows = [
         [
@@ -216,5 +230,7 @@ def table(result):
             f"median of {settings['epochs']} epochs after a warm-up epoch:",
             "",
             tables.markdown(header, rows),
+            "",
+            tables.ratios(result, TARGETS),
         ]
     )

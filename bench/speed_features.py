@@ -2,7 +2,8 @@
 
 (a) the book's ImageDataGenerator with conv_base.predict per batch, (b) the pipeline's own
 smallcnn.features.extract_features, (c) the compute bound: the same base on batches already in
-memory; and the peak RSS of (b) at N and 4N images.
+memory; and the peak RSS of (b) at N and 4N images. (d), the pipeline's input side alone
+(decoding and resizing, no model), says how much of (b) the convolutions leave to the rest.
 """
 
 import common
@@ -13,6 +14,13 @@ LABELS = {
     "book": "(a) book: ImageDataGenerator",
     "pipeline": "(b) pipeline",
     "compute_bound": "(c) compute bound, in memory",
+}
+INPUT_LABEL = "(d) input alone: decode and resize"
+TARGETS = {
+    "feature_extraction_speedup": (">=", 2.0),
+    "feature_extraction_vs_compute_bound": ("<=", 1.25),
+    # The fastest repeat of each: the one the machine's other load disturbed least.
+    "feature_extraction_vs_compute_bound_fastest": ("<=", 1.2),
 }
 
 
@@ -91,6 +99,15 @@ def prepare_compute_bound(directory, image_size, batch_size, policy):
     _compute_bound.update(compute=compute, batches=batches)
 
 
+def input_only(directory, image_size, batch_size):
+    """The pipeline's input side without the model: every image decoded and resized in batches,
+    as extract_features reads them."""
+    from smallcnn import datasets
+
+    for _ in datasets.load_images(directory, image_size, batch_size).dataset:
+        pass
+
+
 def release_compute_bound():
     _compute_bound.clear()
 
@@ -123,6 +140,9 @@ def measure(args, workers, train_dir, warmup_dir, work, policy):
         run(warmup_dir)
     pipeline(prepare_compute_bound, train_dir, image_size, args.batch_size, policy)
     runs["compute_bound"] = lambda d: pipeline(common.timed, run_compute_bound)
+    runs["input_only"] = lambda d: pipeline(
+        common.timed, input_only, d, image_size, args.batch_size
+    )
     # Interleaved: a change in the machine's load spreads over every variant.
     times = {name: [] for name in runs}
     for _ in range(args.repeats):
@@ -150,10 +170,24 @@ def measure_memory(args, train_dir, work):
     }
 
 
+def ratios(features, key="median_seconds"):
+    """The target ratios, from wall time (`median_seconds`) or CPU time; `_fastest` from each
+    variant's fastest repeat."""
+    fastest = "min_seconds" if key == "median_seconds" else "min_cpu_seconds"
+    pipeline, bound = features["pipeline"], features["compute_bound"]
+    return {
+        # Same images for both, so the ratio of images/s is the inverse ratio of times.
+        "feature_extraction_speedup": round(features["book"][key] / pipeline[key], 3),
+        "feature_extraction_vs_compute_bound": round(pipeline[key] / bound[key], 3),
+        "feature_extraction_vs_compute_bound_fastest": round(pipeline[fastest] / bound[fastest], 3),
+    }
+
+
 def table(result):
-    """The feature extraction table and the memory line, as markdown."""
+    """The feature extraction table, the memory line and the ratios, as markdown."""
     f, m, settings = result["feature_extraction"], result["memory"], result["settings"]
     size = settings["image_size"]
+    labels = {**LABELS, "input_only": INPUT_LABEL}
     rows = [
         [
             label,
@@ -161,8 +195,10 @@ def table(result):
             f"{row['min_seconds']:.1f}-{row['max_seconds']:.1f}",
             f"{row['images_per_second']:.2f}",
             f"{row['median_cpu_seconds']:.1f}",
+            f"{row['median_cores_busy']:.2f}",
         ]
-        for name, label in LABELS.items()
+        for name, label in labels.items()
+        if name in f
         for row in [f[name]]
     ]
     return "\n".join(
@@ -171,11 +207,14 @@ def table(result):
             f"median of {settings['repeats']}:",
             "",
             tables.markdown(
-                ["variant", "seconds (median)", "range", "images/s", "CPU seconds"], rows
+                ["variant", "seconds (median)", "range", "images/s", "CPU seconds", "cores busy"],
+                rows,
             ),
             "",
             f"Peak RSS of the pipeline's feature extraction: {m['peak_rss_mb_n']:.0f} MB at "
             f"{m['images_n']} images, {m['peak_rss_mb_4n']:.0f} MB at {m['images_4n']} "
             f"({m['growth']:+.1%}; target < +10%)",
+            "",
+            tables.ratios(result, TARGETS),
         ]
     )
