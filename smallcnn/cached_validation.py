@@ -192,7 +192,7 @@ def setup(model, settings, inputs, validation, cache_dir, runtime):
     name = f"{settings['experiment']}/{settings['seed']}"
     if not registry.KINDS[settings["kind"]].runs_base_on_images:
         return Validation(validation, [])
-    if not settings.get("cache_frozen", True):
+    if not settings["cache_frozen"]:
         log.info("%s: cache_frozen is off: validating end to end", name)
         return Validation(validation, [])
     split, why = split_at_frozen(model)

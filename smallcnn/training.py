@@ -40,7 +40,7 @@ def compile_model(model, settings, n_classes, monitors):
             raise UserError("monitoring auc needs two classes; monitor val_loss or val_accuracy")
         metrics.append(keras.metrics.AUC(name="auc"))
     model.compile(
-        optimizer=_optimizer(settings.get("optimizer", "rmsprop"), settings["learning_rate"]),
+        optimizer=_optimizer(settings["optimizer"], settings["learning_rate"]),
         loss="binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy",
         metrics=metrics,
     )
@@ -95,9 +95,7 @@ def train(
     name = f"{settings['experiment']}/{settings['seed']}"
     seed = settings["seed"]
     keras.utils.set_random_seed(seed)
-    runtime = devices.configure(
-        settings.get("precision", "auto"), settings.get("multi_gpu", True), threads=threads
-    )
+    runtime = devices.configure(settings["precision"], settings["multi_gpu"], threads=threads)
     work_dir = Path(backup_dir)
     callbacks = settings["callbacks"]
     backup = resume.Backup(work_dir, run_fingerprint(settings, inputs))
@@ -124,9 +122,7 @@ def train(
             sum(int(w.numpy().size) for w in model.trainable_weights),
         )
         # Also when early stopping had ended training: resuming would train past its decision.
-        weighting = class_weights(
-            settings.get("class_weight", "none"), data.labels, len(data.class_names)
-        )
+        weighting = class_weights(settings["class_weight"], data.labels, len(data.class_names))
         if weighting:
             log.info(
                 "%s: class weights %s",
@@ -173,7 +169,7 @@ def train(
         "train_seconds": round(state["train_seconds"], 3),
         "monitor": keeper.monitor,
         "class_names": data.class_names,
-        "class_weight": settings.get("class_weight", "none"),
+        "class_weight": settings["class_weight"],
         "class_weights": (
             {data.class_names[k]: round(w, 6) for k, w in weighting.items()} if weighting else None
         ),

@@ -47,6 +47,7 @@ def settings_for(experiment, **changes):
         "dropout": 0.0,
         "dense_units": 16,
         "augment": False,
+        "class_weight": "none",
         "image_size": [48, 48],
         "seed": 7,
         "precision": "auto",
