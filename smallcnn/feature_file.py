@@ -11,6 +11,8 @@ when the frozen layers feed the rest of the model through several tensors, `labe
 (`run_attrs`); lists and dicts among them are stored as JSON.
 """
 
+import collections
+import concurrent.futures
 import dataclasses
 import json
 
@@ -21,6 +23,9 @@ from smallcnn import registry
 from smallcnn.atomic import atomic_write
 from smallcnn.errors import UserError
 
+# Batches of outputs computed but not yet written, at most: the writer keeps up unless the disk
+# is slow, and then the model waits instead of memory growing.
+WRITES_PENDING = 2
 # The attributes that decide whether a file holds what a model's frozen base makes of the
 # images: its base, weights, input size, precision and layer, and the classes' order.
 IDENTITY_KEYS = (
@@ -66,8 +71,11 @@ def write(model, image_set, batch_size, out, attrs):
     """Run `model` over `image_set` (smallcnn.datasets.ImageSet) and write every output of it to
     `out`, batch by batch; returns the number of rows.
 
-    Memory stays flat in the number of images: each batch is written to its slice of a chunked
-    dataset as it arrives; the file appears under its final name only when complete.
+    Three things overlap: tf.data decodes and resizes the next batches in its own threads
+    (parallel map, prefetch), the model runs on the current batch in this thread, and a writer
+    thread copies the previous batch's outputs into the file. At most WRITES_PENDING batches of
+    outputs wait for the writer, so memory stays flat in the number of images; the file
+    appears under its final name only when complete.
     """
     import keras
     import tensorflow as tf
@@ -75,11 +83,17 @@ def write(model, image_set, batch_size, out, attrs):
     n = len(image_set.files)
     outputs = model.outputs
 
-    @tf.function(reduce_retracing=True)
+    # One trace for every batch size (the last batch is smaller): a conv base takes as long to
+    # trace as to run a few batches.
+    @tf.function(input_signature=[image_set.dataset.element_spec[0]])
     def compute(batch):
         return [tf.cast(v, tf.float32) for v in keras.tree.flatten(model(batch, training=False))]
 
-    with atomic_write(out, suffix=".partial") as partial, h5py.File(partial, "w") as h5:
+    with (
+        atomic_write(out, suffix=".partial") as partial,
+        h5py.File(partial, "w") as h5,
+        concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="feature-writer") as writer,
+    ):
         sets = [
             h5.create_dataset(
                 name,
@@ -93,15 +107,23 @@ def write(model, image_set, batch_size, out, attrs):
         h5.create_dataset("files", data=image_set.files, dtype=h5py.string_dtype())
         for key, value in {**attrs, "class_names": image_set.class_names}.items():
             h5.attrs[key] = json.dumps(value) if isinstance(value, list | dict) else value
-        written = 0
+        written, pending = 0, collections.deque()
         for batch, _ in image_set.dataset:
             values = [v.numpy() for v in compute(batch)]
-            for dataset, value in zip(sets, values, strict=True):
-                dataset[written : written + len(value)] = value
+            pending.append(writer.submit(_write_rows, sets, written, values))
             written += len(values[0])
+            if len(pending) > WRITES_PENDING:
+                pending.popleft().result()
+        for job in pending:
+            job.result()
         if written != n:
             raise RuntimeError(f"wrote {written} feature rows for {n} images")
     return written
+
+
+def _write_rows(sets, start, values):
+    for dataset, value in zip(sets, values, strict=True):
+        dataset[start : start + len(value)] = value
 
 
 @dataclasses.dataclass
