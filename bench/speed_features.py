@@ -195,6 +195,7 @@ def table(result):
             f"{row['min_seconds']:.1f}-{row['max_seconds']:.1f}",
             f"{row['images_per_second']:.2f}",
             f"{row['median_cpu_seconds']:.1f}",
+            f"{row['median_calling_thread_cpu_seconds']:.2f}",
             f"{row['median_cores_busy']:.2f}",
         ]
         for name, label in labels.items()
@@ -207,7 +208,15 @@ def table(result):
             f"median of {settings['repeats']}:",
             "",
             tables.markdown(
-                ["variant", "seconds (median)", "range", "images/s", "CPU seconds", "cores busy"],
+                [
+                    "variant",
+                    "seconds (median)",
+                    "range",
+                    "images/s",
+                    "CPU seconds",
+                    "of them in the calling thread",
+                    "cores busy",
+                ],
                 rows,
             ),
             "",
