@@ -3,15 +3,17 @@
 Every image is decoded and resized once, the same way for training, evaluation, feature
 extraction and prediction (bilinear, as image_dataset_from_directory does), and kept as uint8.
 Training sets are cached decoded, so that after the first epoch the input pipeline costs a
-memory copy per image and keeps up with the model; augmentation runs inside the model.
+memory copy per image and keeps up with the model; augmentation runs inside the model. A training
+run's data (`training_data`) is either two split folders or two features files.
 """
 
 import dataclasses
 import logging
 import math
+import os
 from pathlib import Path
 
-from smallcnn import registry
+from smallcnn import feature_file, folds, registry
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,14 @@ class ImageSet:
     files: list  # "<label>/<name>", relative to the split folder, in label then name order
     labels: list
     class_names: list
+
+
+def single_path(value):
+    """The path of a job input given as a path or a list of at most one (None when empty: the
+    weights input of a base with random weights)."""
+    if isinstance(value, str | os.PathLike):
+        return str(value)
+    return str(value[0]) if value else None
 
 
 def class_names_in(directory):
@@ -176,109 +186,41 @@ def load_listed(
     return ImageSet(dataset=dataset, files=files, labels=labels, class_names=class_names)
 
 
-def fold_training_data(settings, inputs, cache_dir):
-    """The training and validation data of one cross-validation fold, as keyword fields of the
-    training run's data: fold `settings["fold"]` of the seed's partition (`inputs["folds"]`)
-    validates, the other folds train. Images come from the split folders `inputs["train"]`
-    and `inputs["validation"]`, or, for a kind that trains on features, rows of those splits'
-    features files: nothing is extracted again per fold."""
-    from smallcnn import features, folds
+@dataclasses.dataclass(kw_only=True)
+class TrainingData:
+    """What a training run trains and validates on, and what its model needs to know of it."""
 
-    rows = folds.read_folds(single_path(inputs["folds"]), settings["seed"], settings["folds"])
-    train_paths, validation_paths = folds.fold_paths(rows, settings["fold"])
-    label_of = {row["path"]: row["label"] for row in rows}
-    batch_size = settings["batch_size"]
-    log.info(
-        "fold %d of %d: training on %d images, validating on %d",
-        settings["fold"],
-        settings["folds"],
-        len(train_paths),
-        len(validation_paths),
-    )
-    if registry.KINDS[settings["kind"]].inputs == "features":
-        sets = {
-            split: features.read_features(single_path(inputs[split]))
-            for split in ("train", "validation")
-        }
-        class_names = sets["train"].class_names
-        if sets["validation"].class_names != class_names:
-            raise UserError(
-                f"validation classes {sets['validation'].class_names} differ from training "
-                f"classes {class_names}"
-            )
-        x_train, y_train = folds.select_rows(sets, train_paths)
-        x_validation, y_validation = folds.select_rows(sets, validation_paths)
-        train, validation = feature_datasets(settings, x_train, y_train, x_validation, y_validation)
-        attrs = sets["train"].attrs
-        return {
-            "train": train,
-            "validation": validation,
-            "labels": y_train,
-            "class_names": class_names,
-            "input_shape": x_train.shape[1:],
-            "steps": steps_per_epoch(settings, len(y_train)),
-            "conv_base": {
-                "name": attrs["base_model"],
-                "weights": attrs["weights_source"],
-                "weights_sha256": attrs["weights_sha256"],
-                "input_size": list(attrs["input_size"]),
-            },
-            "weights": {"source": attrs["weights_source"], "sha256": attrs["weights_sha256"]},
-        }
-    split_dirs = {split: single_path(inputs[split]) for split in ("train", "validation")}
-    class_names = class_names_in(split_dirs["train"])
-    size = tuple(settings["image_size"])
-
-    def listed(paths, **options):
-        unknown = sorted({label_of[p] for p in paths} - set(class_names))
-        if unknown:
-            raise UserError(f"the folds file has classes {unknown} that the train split lacks")
-        return load_listed(
-            [folds.locate(path, split_dirs) for path in paths],
-            [class_names.index(label_of[path]) for path in paths],
-            class_names,
-            size,
-            batch_size,
-            files=paths,
-            cache=True,
-            cache_dir=cache_dir,
-            **options,
-        )
-
-    train = listed(
-        train_paths,
-        shuffle=True,
-        seed=settings["seed"],
-        cache_name="train",
-        repeat=bool(settings.get("steps_per_epoch")),
-    )
-    validation = listed(validation_paths, cache_name="validation")
-    return {
-        "train": train.dataset,
-        "validation": validation.dataset,
-        "labels": train.labels,
-        "class_names": class_names,
-        "input_shape": (*size, 3),
-        "steps": steps_per_epoch(settings, len(train.files)),
-        "conv_base": None,
-        "weights": None,
-    }
+    train: object  # tf.data.Dataset of (inputs, labels) batches, reshuffled every epoch
+    validation: object  # the same of the validation split, in file order
+    labels: list  # of the training split, for the class weights
+    class_names: list
+    input_shape: tuple
+    steps: int  # per epoch
+    # The conv base that made a features file's features, and its weights record ({"source",
+    # "sha256"}); None when training on images.
+    conv_base: dict | None = None
+    weights: dict | None = None
 
 
-def fold_validation_images(settings, inputs, class_names):
-    """(split copy paths, their files in the split folders, labels) of the fold's validation
-    images, for the cached validation of a frozen base."""
-    from smallcnn import folds
+def training_data(settings, inputs, cache_dir):
+    """The data of a training run from its inputs: the split folders ("train", "validation"), or
+    the features files of those splits for a kind that trains on features; with a cross-validation
+    fold (`settings["fold"]`), that fold of both. `cache_dir` holds the disk cache of decoded
+    images when they do not fit in memory."""
+    if settings.get("fold") is not None:
+        return _fold_data(settings, inputs, cache_dir)
+    if registry.KINDS[settings["kind"]].trains_on_features:
+        return _feature_data(settings, inputs)
+    return _image_data(settings, inputs, cache_dir)
 
-    rows = folds.read_folds(single_path(inputs["folds"]), settings["seed"], settings["folds"])
-    paths = folds.fold_paths(rows, settings["fold"])[1]
-    label_of = {row["path"]: row["label"] for row in rows}
-    split_dirs = {split: single_path(inputs[split]) for split in ("train", "validation")}
-    located = [folds.locate(path, split_dirs) for path in paths]
-    return paths, located, [class_names.index(label_of[path]) for path in paths]
+
+def _steps(settings, n):
+    if settings.get("steps_per_epoch"):
+        return settings["steps_per_epoch"]
+    return math.ceil(n / settings["batch_size"])
 
 
-def feature_datasets(settings, x_train, y_train, x_validation, y_validation):
+def _feature_pipelines(settings, x_train, y_train, x_validation, y_validation):
     """tf.data pipelines of training features (shuffled, seeded) and validation features."""
     import tensorflow as tf
 
@@ -293,17 +235,141 @@ def feature_datasets(settings, x_train, y_train, x_validation, y_validation):
     return dataset, validation
 
 
-def steps_per_epoch(settings, n):
-    if settings.get("steps_per_epoch"):
-        return settings["steps_per_epoch"]
-    return math.ceil(n / settings["batch_size"])
+def _feature_sets(inputs):
+    """The train and validation features files, checked to name the same classes."""
+    sets = {
+        split: feature_file.read(single_path(inputs[split])) for split in ("train", "validation")
+    }
+    if sets["validation"].class_names != sets["train"].class_names:
+        raise UserError(
+            f"validation classes {sets['validation'].class_names} differ from training classes "
+            f"{sets['train'].class_names}"
+        )
+    return sets
 
 
-def single_path(value):
-    """The one path of a Snakemake input that may be a string or a list of one."""
-    if isinstance(value, str | Path):
-        return str(value)
-    values = [str(v) for v in value]
-    if len(values) != 1:
-        raise UserError(f"expected one path, got {values}")
-    return values[0]
+def _feature_training_data(settings, sets, x_train, y_train, x_validation, y_validation):
+    train, validation = _feature_pipelines(settings, x_train, y_train, x_validation, y_validation)
+    attrs = sets["train"].attrs
+    return TrainingData(
+        train=train,
+        validation=validation,
+        labels=y_train,
+        class_names=sets["train"].class_names,
+        input_shape=x_train.shape[1:],
+        steps=_steps(settings, len(y_train)),
+        conv_base={
+            "name": attrs["base_model"],
+            "weights": attrs["weights_source"],
+            "weights_sha256": attrs["weights_sha256"],
+            "input_size": list(attrs["input_size"]),
+        },
+        weights={"source": attrs["weights_source"], "sha256": attrs["weights_sha256"]},
+    )
+
+
+def _feature_data(settings, inputs):
+    sets = _feature_sets(inputs)
+    train, validation = sets["train"], sets["validation"]
+    return _feature_training_data(
+        settings, sets, train.features, train.labels, validation.features, validation.labels
+    )
+
+
+def _image_data(settings, inputs, cache_dir):
+    size = tuple(settings["image_size"])
+    train = load_images(
+        single_path(inputs["train"]),
+        size,
+        settings["batch_size"],
+        shuffle=True,
+        seed=settings["seed"],
+        cache=True,
+        cache_dir=cache_dir,
+        repeat=bool(settings.get("steps_per_epoch")),
+    )
+    validation = load_images(
+        single_path(inputs["validation"]),
+        size,
+        settings["batch_size"],
+        class_names=train.class_names,
+        cache=True,
+        cache_dir=cache_dir,
+    )
+    return TrainingData(
+        train=train.dataset,
+        validation=validation.dataset,
+        labels=train.labels,
+        class_names=train.class_names,
+        input_shape=(*size, 3),
+        steps=_steps(settings, len(train.files)),
+    )
+
+
+def _fold_data(settings, inputs, cache_dir):
+    """Fold `settings["fold"]` of the seed's partition (`inputs["folds"]`) validates, the other
+    folds train. Images come from the split folders `inputs["train"]` and
+    `inputs["validation"]`, or, for a kind that trains on features, rows of those splits'
+    features files: nothing is extracted again per fold."""
+    rows = folds.read_folds(single_path(inputs["folds"]), settings["seed"], settings["folds"])
+    train_paths, validation_paths = folds.fold_paths(rows, settings["fold"])
+    label_of = {row["path"]: row["label"] for row in rows}
+    log.info(
+        "fold %d of %d: training on %d images, validating on %d",
+        settings["fold"],
+        settings["folds"],
+        len(train_paths),
+        len(validation_paths),
+    )
+    if registry.KINDS[settings["kind"]].trains_on_features:
+        sets = _feature_sets(inputs)
+        x_train, y_train = folds.select_rows(sets, train_paths)
+        x_validation, y_validation = folds.select_rows(sets, validation_paths)
+        return _feature_training_data(settings, sets, x_train, y_train, x_validation, y_validation)
+    split_dirs = {split: single_path(inputs[split]) for split in ("train", "validation")}
+    class_names = class_names_in(split_dirs["train"])
+    size = tuple(settings["image_size"])
+
+    def listed(paths, **options):
+        unknown = sorted({label_of[p] for p in paths} - set(class_names))
+        if unknown:
+            raise UserError(f"the folds file has classes {unknown} that the train split lacks")
+        return load_listed(
+            [folds.locate(path, split_dirs) for path in paths],
+            [class_names.index(label_of[path]) for path in paths],
+            class_names,
+            size,
+            settings["batch_size"],
+            files=paths,
+            cache=True,
+            cache_dir=cache_dir,
+            **options,
+        )
+
+    train = listed(
+        train_paths,
+        shuffle=True,
+        seed=settings["seed"],
+        cache_name="train",
+        repeat=bool(settings.get("steps_per_epoch")),
+    )
+    validation = listed(validation_paths, cache_name="validation")
+    return TrainingData(
+        train=train.dataset,
+        validation=validation.dataset,
+        labels=train.labels,
+        class_names=class_names,
+        input_shape=(*size, 3),
+        steps=_steps(settings, len(train.files)),
+    )
+
+
+def fold_validation_images(settings, inputs, class_names):
+    """(split copy paths, their files in the split folders, labels) of the fold's validation
+    images, for the cached validation of a frozen base."""
+    rows = folds.read_folds(single_path(inputs["folds"]), settings["seed"], settings["folds"])
+    paths = folds.fold_paths(rows, settings["fold"])[1]
+    label_of = {row["path"]: row["label"] for row in rows}
+    split_dirs = {split: single_path(inputs[split]) for split in ("train", "validation")}
+    located = [folds.locate(path, split_dirs) for path in paths]
+    return paths, located, [class_names.index(label_of[path]) for path in paths]

@@ -5,9 +5,10 @@ import json
 import logging
 from pathlib import Path
 
+import keras
 import numpy as np
 
-from smallcnn import crossval, datasets, devices, features, folds
+from smallcnn import crossval, datasets, devices, feature_file, folds
 from smallcnn import models as models_module
 from smallcnn.errors import UserError
 from smallcnn.metrics import (
@@ -48,8 +49,6 @@ def evaluate(
 
     `test`: the test split folder, or the test features (.h5) for the features experiment.
     """
-    import keras
-
     # The job's threads and GPU memory growth; the loaded model keeps the precision it was
     # trained with (its layers' saved dtype policies).
     devices.configure("float32", multi_gpu=False, threads=threads)
@@ -88,7 +87,7 @@ def predict_test(model, test, class_names, image_size, batch_size):
     """(files, labels, (n, classes) probabilities) of `model` on the test split: its folder, or
     its features (.h5) for a model trained on features."""
     if str(test).endswith(".h5"):
-        test_set = features.read_features(test)
+        test_set = feature_file.read(test)
         if test_set.class_names != class_names:
             raise UserError(f"{test} has classes {test_set.class_names}, the model {class_names}")
         outputs = model.predict(test_set.features, batch_size=batch_size, verbose=0)
@@ -183,17 +182,13 @@ def evaluate_folds(
     `models`, `summaries`: fold i's at index i; `pooled`: {"train", "validation"}: the split
     folders, or their features files for a model trained on features.
     """
-    import keras
-
     devices.configure("float32", multi_gpu=False, threads=threads)
     rows = folds.read_folds(folds_path, seed, k)
     if len(models) != k or len(summaries) != k:
         raise UserError(f"{len(models)} fold models and {len(summaries)} summaries for {k} folds")
     on_features = str(pooled["train"]).endswith(".h5")
     feature_sets = (
-        {split: features.read_features(path) for split, path in pooled.items()}
-        if on_features
-        else None
+        {split: feature_file.read(path) for split, path in pooled.items()} if on_features else None
     )
     class_names, held_out, test_probabilities, records = None, [], [], []
     for fold, (model_path, summary_path) in enumerate(zip(models, summaries, strict=True)):

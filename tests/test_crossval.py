@@ -113,7 +113,7 @@ def _metrics(tmp_path, name, seed, accuracy, cv=None):
 
 
 def test_summary_gains_the_cv_columns_only_with_folds(tmp_path):
-    from smallcnn.summary import CV_COLUMNS, SUMMARY_COLUMNS, write_summary
+    from smallcnn.summary_csv import CV_COLUMNS, SUMMARY_COLUMNS, write_summary
 
     experiments = [{"name": "scratch", "kind": "scratch"}]
     plain = [_metrics(tmp_path / "a", "scratch", s, 0.7) for s in (1, 2)]

@@ -11,7 +11,7 @@ from smallcnn.report import comparisons as comparing
 from smallcnn.report.label_issues import label_issue_section
 from smallcnn.report.loading import load_runs, plain, read_csv
 from smallcnn.report.render import render
-from smallcnn.summary import spread
+from smallcnn.summary_csv import spread
 
 log = logging.getLogger(__name__)
 
