@@ -121,6 +121,10 @@ def test_with_folds_the_report_ranks_by_cross_validation_and_shows_both_estimate
 
     # Three folds of one seed: the fold-paired test has 3 pairs and decides, named with why.
     comparison = page.tables["mcnemar-table"][0]
+    # Both estimates of each side: cross-validated A / B, then held-out test A / B, and the
+    # difference is the cross-validated one.
+    assert comparison[2:5] == ["90.0% / 60.0%", "55.0% / 75.0%", "-30.0 (-69.3 to +9.3)"]
+    assert "Cross-validated accuracy A / B" in html and "Held-out test accuracy A / B" in html
     assert comparison[-1].startswith("corrected repeated k-fold t-test:")
     assert "Nadeau & Bengio" in comparison[-1]
     assert "3 folds × 1 seed" in html
