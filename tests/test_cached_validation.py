@@ -148,6 +148,95 @@ def test_frozen_validates_on_the_features_file_with_the_whole_models_figures(
     assert_equal_figures(fit_comparing(model, validation, splits))
 
 
+def test_a_frozen_fold_validates_on_its_rows_of_the_train_and_validation_features(
+    splits, runtime, tmp_path, caplog
+):
+    """Cross-validation: fold 1 of 3 validates on rows taken from both features files, with the
+    figures of the whole model on exactly that fold's images; no image is run through the base."""
+    weights = base_weights("vgg16", tmp_path / "base.weights.h5", seed=5)
+    inputs = {"folds": str(tmp_path / "folds.csv")}
+    rows = []
+    for split in ("train", "validation"):
+        out = tmp_path / f"{split}.h5"
+        features.extract_features(
+            str(splits / split),
+            out,
+            {"name": "vgg16", "weights": weights},
+            weights,
+            SIZE,
+            32,
+            "float32",
+            seed=0,
+        )
+        inputs[split], inputs[f"{split}_features"] = str(splits / split), str(out)
+        files, labels, _ = datasets.list_images(splits / split)
+        rows += [{"path": f"{split}/{file}", "label": file.split("/")[0]} for file in files]
+    with open(inputs["folds"], "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["file", "path", "label", "seed", "fold"])
+        writer.writeheader()
+        for i, row in enumerate(rows):
+            writer.writerow({**row, "file": row["path"], "seed": 3, "fold": i % 3})
+    fold_rows = [row for i, row in enumerate(rows) if i % 3 == 1]
+    model = frozen_model("vgg16", weights)
+    compile_(model)
+    with caplog.at_level(logging.INFO, logger="smallcnn.cached_validation"):
+        validation = cached_validation.setup(
+            model,
+            settings("frozen", "vgg16", fold=1, folds=3),
+            inputs,
+            "unused",
+            tmp_path,
+            runtime,
+        )
+    assert "frozen/3/fold1: validating on cached outputs" in caplog.text
+    assert "features stage" in caplog.text
+    assert not (tmp_path / "validation-activations.h5").exists()
+    with h5py.File(tmp_path / "fold-validation-features.h5") as h5:
+        assert [f.decode() for f in h5["files"][...]] == [row["path"] for row in fold_rows]
+    logs = {}
+    validation.callbacks[0].on_epoch_end(0, logs)
+    class_names = ["cat", "dog"]
+    whole = model.evaluate(
+        datasets.load_listed(
+            [splits / row["path"] for row in fold_rows],
+            [class_names.index(row["label"]) for row in fold_rows],
+            class_names,
+            SIZE,
+            BATCH,
+        ).dataset,
+        verbose=0,
+        return_dict=True,
+    )
+    for key, value in whole.items():
+        assert logs[f"val_{key}"] == pytest.approx(value, abs=1e-4), key
+
+    # A train features file of other weights is not used: the fold's images run through the base.
+    other = base_weights("vgg16", tmp_path / "other.weights.h5", seed=6)
+    features.extract_features(
+        str(splits / "train"),
+        tmp_path / "train-other.h5",
+        {"name": "vgg16", "weights": other},
+        other,
+        SIZE,
+        32,
+        "float32",
+        seed=0,
+    )
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="smallcnn.cached_validation"):
+        cached_validation.setup(
+            model,
+            settings("frozen", "vgg16", fold=1, folds=3),
+            {**inputs, "train_features": str(tmp_path / "train-other.h5")},
+            "unused",
+            tmp_path / "other",
+            runtime,
+        )
+    assert "train-other.h5 does not fit: its weights_sha256" in caplog.text
+    with h5py.File(tmp_path / "other" / "validation-activations.h5") as h5:
+        assert [f.decode() for f in h5["files"][...]] == [row["path"] for row in fold_rows]
+
+
 @pytest.mark.parametrize(
     ("base_name", "unfreeze_from"),
     [

@@ -149,3 +149,52 @@ def test_a_fold_selects_its_rows_from_the_train_and_validation_features(tmp_path
     assert folds.locate("train/cat/a.jpg", {"train": tmp_path}) == tmp_path / "cat" / "a.jpg"
     with pytest.raises(UserError, match="not in a split the job was given"):
         folds.locate("test/cat/a.jpg", {"train": tmp_path})
+
+
+def test_a_features_fold_trains_on_the_other_folds_rows_and_validates_on_its_own(tmp_path):
+    """training_data of a fold of a kind that trains on features: rows of the train and
+    validation features files as the folds file divides them, nothing extracted."""
+    import numpy as np
+
+    from smallcnn import datasets, feature_file
+
+    rows = splits_rows({"cat": 5, "dog": 4})
+    write_splits(tmp_path / "splits.csv", rows)
+    table = folds.write_folds(tmp_path / "splits.csv", tmp_path / "folds.csv", 3, 1337, [7])
+    attrs = {
+        "base_model": "vgg16",
+        "weights_source": "w",
+        "weights_sha256": "abc",
+        "input_size": [32, 32],
+        "class_names": ["cat", "dog"],
+    }
+    value = {}  # each row's features: a number naming its split copy
+    inputs = {"folds": str(tmp_path / "folds.csv")}
+    for split in ("train", "validation"):
+        mine = [row for row in rows if row["split"] == split]
+        for row in mine:
+            value[f"{split}/{row['path']}"] = float(len(value))
+        feature_file.write_rows(
+            tmp_path / f"{split}.h5",
+            [[value[f"{split}/{row['path']}"]] * 2 for row in mine],
+            [["cat", "dog"].index(row["label"]) for row in mine],
+            [row["path"] for row in mine],
+            attrs,
+        )
+        inputs[split] = str(tmp_path / f"{split}.h5")
+    settings = {"kind": "features", "seed": 7, "fold": 1, "folds": 3, "batch_size": 4}
+    data = datasets.training_data(settings, inputs, tmp_path / "cache")
+
+    def seen(dataset):
+        x, y = zip(*((x.numpy()[:, 0], y.numpy()) for x, y in dataset), strict=True)
+        return np.concatenate(x).tolist(), np.concatenate(y).tolist()
+
+    mine = [row for row in table if row["fold"] == 1]
+    others = [row for row in table if row["fold"] != 1]
+    x, y = seen(data.validation)
+    assert x == [value[row["path"]] for row in mine]
+    assert y == [["cat", "dog"].index(row["label"]) for row in mine]
+    x, _ = seen(data.train)
+    assert sorted(x) == sorted(value[row["path"]] for row in others)
+    assert data.steps == 2 and data.class_names == ["cat", "dog"]
+    assert data.conv_base["weights_sha256"] == "abc"
