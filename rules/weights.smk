@@ -24,7 +24,9 @@ rule fetch_weights:
 STAGED = {
     weights_id(e.conv_base["weights"]): e.conv_base["weights"]
     for e in EXPERIMENTS.values()
-    if e.conv_base and e.conv_base["weights"] not in ("imagenet", "none")
+    if OBJECT_STORAGE
+    and e.conv_base
+    and e.conv_base["weights"] not in ("imagenet", "none")
 }
 
 
