@@ -1,12 +1,13 @@
 """The workflow where jobs share no filesystem: S3 object storage as Snakemake's default storage.
 
 A moto S3 server runs on 127.0.0.1 (a free port, stopped at the end). The demo DAG (scratch and
-features) runs with it as `--default-storage-provider s3`, every job except the local rules run
-as a Kubernetes pod would run it (tests/plugins/snakemake_executor_plugin_pods: a fresh empty
-directory, the workflow's files and data only through the bucket, credentials only through the
-environment). The data source is a local folder and the features base a local weights file: the
-two things the Snakefile reads from this machine's disk. Then the Kubernetes profile's dry-run
-plan, with the real executor plugin.
+features) runs with it as `--default-storage-provider s3`. Every job except the local rules runs
+as a Kubernetes pod would run it (tests/plugins/snakemake_executor_plugin_pods): a fresh empty
+directory, in a mount namespace where the test's folders are hidden, the workflow's files and
+data only through the bucket, credentials only through the environment. The data source is a
+local folder and the features base a local weights file: the two things the Snakefile reads
+from this machine's disk. Then the Kubernetes profile's dry-run plan, with the real executor
+plugin.
 
 The tests of this module share one run and build on each other in file order (the last one
 looks for every credential any of them used).
@@ -41,6 +42,8 @@ try:
 except ImportError as error:
     MISSING = f"{error.name} is not installed (requirements-dev.txt installs it)"
 
+if MISSING is None and os.geteuid() != 0:
+    MISSING = "the pods' mount namespaces need root"
 pytestmark = [pytest.mark.slow, needs(MISSING)]
 
 BUCKET = "smallcnn-test"
@@ -179,15 +182,17 @@ def run_s3(checkout, s3, prefix, credentials, targets, config, args=()):
     )
 
 
-def on_pods(checkout, s3, prefix, config, targets=("results/report.html",)):
+def on_pods(checkout, s3, prefix, config, hide):
+    """Run to the report, every job but the local rules in a pod that cannot see `hide` (the
+    folder holding the checkout, the local source and the weights file)."""
     return run_s3(
         checkout,
         s3,
         prefix,
         new_credentials(),
-        list(targets),
+        ["results/report.html"],
         config,
-        args=["--executor", "pods", "--jobs", "2"],
+        args=["--executor", "pods", "--jobs", "2", "--pods-hide", str(hide)],
     )
 
 
@@ -225,8 +230,9 @@ def pods_run(s3, tmp_path_factory):
     }
     checkout = make_checkout(root / "checkout")
     source = tree_digest(photos)
-    result = on_pods(checkout, s3, "run", config)
+    result = on_pods(checkout, s3, "run", config, hide=root)
     return SimpleNamespace(
+        root=root,
         prefix="run",
         checkout=checkout,
         config=config,
@@ -304,7 +310,7 @@ def test_changing_one_experiments_setting_reruns_only_its_jobs(pods_run, s3):
         ("report", None),
     }
     before = objects(s3, pods_run.prefix)
-    on_pods(pods_run.checkout, s3, pods_run.prefix, changed)
+    on_pods(pods_run.checkout, s3, pods_run.prefix, changed, hide=pods_run.root)
     after = objects(s3, pods_run.prefix)
     # S3 dates objects to the second; nothing else is triggered by it, now or on the next run.
     assert planned(pods_run.checkout, s3, pods_run.prefix, changed) == set()

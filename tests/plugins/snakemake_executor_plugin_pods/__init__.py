@@ -5,6 +5,10 @@ passes to jobs (the storage plugin's settings, `envvars:`), and the same job com
 parsed again, inputs are downloaded from and outputs uploaded to the default storage). The
 directory is deleted when the job ends, as a pod's emptyDir is.
 
+With `--pods-hide DIR`, each pod runs in a mount namespace of its own where an empty tmpfs
+covers DIR (needs root): the files of the machine that runs Snakemake (its working directory, a
+local data source, a weights file) are not there, as on a real cluster node.
+
 What it does not simulate: the container image (it runs this virtualenv's python) and the
 scheduler (each job is a subprocess). The Kubernetes executor itself is checked by a dry run in
 tests/test_s3.py.
@@ -17,11 +21,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
-from snakemake_interface_executor_plugins.settings import CommonSettings
+from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
 
 # The Kubernetes executor's settings (snakemake-executor-plugin-kubernetes 0.5.1), except that
 # the storage plugin is installed already instead of with pip in each pod.
@@ -34,6 +40,15 @@ common_settings = CommonSettings(
     pass_envvar_declarations_to_cmd=False,
     auto_deploy_default_storage_provider=False,
 )
+
+
+@dataclass
+class ExecutorSettings(ExecutorSettingsBase):
+    # Optional[], not `str | None`: Snakemake makes the option's argparse type of it.
+    hide: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={"help": "A folder of this machine that the pods must not see (needs root)."},
+    )
 
 
 class Executor(RemoteExecutor):
@@ -55,9 +70,24 @@ class Executor(RemoteExecutor):
             # What the Kubernetes executor puts in the pod's environment through a Secret.
             **self.envvars(),
         }
+        argv = ["/bin/sh", "-c", command]
+        hide = self.workflow.executor_settings.hide
+        if hide:
+            cover = 'mount -t tmpfs pod-hides "$0" && exec /bin/sh -c "$1"'
+            argv = [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                cover,
+                hide,
+                command,
+            ]
         with open(log, "w") as stream:
             process = subprocess.Popen(
-                ["/bin/sh", "-c", command],
+                argv,
                 cwd=workdir,
                 env=env,
                 stdout=stream,
