@@ -3,16 +3,26 @@
 import os
 import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+# The rules' logic lives in the smallcnn package of this checkout; the modules the rules import
+# import no TensorFlow, so building the DAG stays fast.
+sys.path.insert(0, workflow.basedir)
+from smallcnn.redact import redact
 
 
 # The defaults; --configfile files and --config values are merged over them.
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
-validate(config, "schemas/config.schema.yaml")
+try:
+    validate(config, "schemas/config.schema.yaml")
+except WorkflowError as error:
+    # The error quotes the value it refused: data.url with its credentials, say.
+    sys.exit(redact(str(error)))
 
 # Scripts import the smallcnn package from this checkout, on this machine and on cluster nodes,
 # without the user setting PYTHONPATH (the conda envs do not install it).
@@ -34,7 +44,6 @@ localrules:
 
 # With a default storage provider (`--default-storage-provider s3`, profiles/kubernetes) jobs
 # may run where nothing of this machine is: see smallcnn/object_storage.py.
-sys.path.insert(0, workflow.basedir)
 from smallcnn import object_storage
 
 OBJECT_STORAGE = workflow.storage_settings.default_storage_provider is not None

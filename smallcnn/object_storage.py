@@ -37,7 +37,11 @@ def prepare(workflow):
 def weights_id(weights, compute):
     """The id of declared weights: `compute(weights)` where the file is (and recorded in the
     environment for the jobs), the id Snakemake's process recorded where it is not (a job on
-    another machine). Otherwise `compute` reports the missing file."""
+    another machine). Otherwise `compute` reports the missing file.
+
+    `compute` is experiments.weights_id, which hashes a file once per process while its path,
+    size and mtime stay: asking again where the file is costs a stat, and a file changed since
+    gets its new id (recorded over the old one)."""
     known = json.loads(os.environ.get(WEIGHTS_IDS) or "{}")
     if weights in ("imagenet", "none") or Path(weights).is_file() or weights not in known:
         known[weights] = compute(weights)
