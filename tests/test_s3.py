@@ -301,6 +301,12 @@ def test_a_second_empty_checkout_plans_nothing(pods_run, s3, tmp_path):
 
 
 def test_changing_one_experiments_setting_reruns_only_its_jobs(pods_run, s3):
+    """As the local tests do, from Snakemake's plan (the jobs a run executes): running the
+    changed config for real would prove only that Snakemake runs what it plans, at the cost of a
+    training, an evaluation and a report."""
+    # S3 dates objects to the second, so the run's consecutive jobs left inputs and outputs
+    # with equal times: that triggers nothing.
+    assert planned(pods_run.checkout, s3, pods_run.prefix, pods_run.config) == set()
     changed = yaml.safe_load(yaml.safe_dump(pods_run.config))
     changed["training"]["features"]["learning_rate"] = 3.0e-4
     assert planned(pods_run.checkout, s3, pods_run.prefix, changed) == {
@@ -309,20 +315,6 @@ def test_changing_one_experiments_setting_reruns_only_its_jobs(pods_run, s3):
         ("summarize", None),
         ("report", None),
     }
-    before = objects(s3, pods_run.prefix)
-    on_pods(pods_run.checkout, s3, pods_run.prefix, changed, hide=pods_run.root)
-    after = objects(s3, pods_run.prefix)
-    # S3 dates objects to the second; nothing else is triggered by it, now or on the next run.
-    assert planned(pods_run.checkout, s3, pods_run.prefix, changed) == set()
-    # Rewritten or removed (a rerun replaces the files of a folder output).
-    rewritten = {key for key in before if after.get(key) != before[key]}
-    assert f"results/models/features/{SEED}.keras" in rewritten
-    assert f"results/metrics/features/{SEED}.json" in rewritten
-    # The report rewrites all its figures (scratch's too); no other job of scratch, the data
-    # stage or the feature extraction ran.
-    by_other_jobs = {key for key in rewritten if "report" not in key}
-    assert not {key for key in by_other_jobs if "scratch" in key or "/data/" in key}
-    assert not {key for key in by_other_jobs if key.startswith("results/features/")}
 
 
 def test_kubernetes_profile_plan_with_the_executor_plugin(s3, tmp_path):
