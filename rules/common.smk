@@ -48,11 +48,17 @@ def weights_file(base, weights):
         return []
     if weights == "imagenet":
         return f"resources/weights/{base}_imagenet_notop.weights.h5"
+    if OBJECT_STORAGE:
+        # Jobs elsewhere cannot read a file of this machine: they get its copy in storage.
+        return object_storage.STAGED_WEIGHTS.format(weights=weights_id(weights))
     return weights
 
 
 def weights_id(weights):
     try:
+        if OBJECT_STORAGE:
+            # A job on another machine has no file to hash: it gets the id from this process.
+            return object_storage.weights_id(weights, declared_experiments.weights_id)
         return declared_experiments.weights_id(weights)
     except UserError as error:
         sys.exit(f"error in config: {error}")

@@ -28,7 +28,9 @@ SOURCE_FINGERPRINT = (
     if LOCAL_SOURCE
     else None
 )
-SOURCE_INPUT = ancient(DATA_SOURCE) if LOCAL_SOURCE else DATA_SOURCE
+# local(): read in place, also with a default storage provider (which would otherwise look
+# for it in the bucket); prepare and split then run on this machine (Snakefile).
+SOURCE_INPUT = ancient(local(DATA_SOURCE)) if LOCAL_SOURCE else DATA_SOURCE
 
 # data.sha256 is checked here, against the archive already downloaded, rather than as a param of
 # download: pinning the right sum then reruns nothing (no second download, no retraining), and a

@@ -38,11 +38,11 @@ rule report:
         # Every job the report depends on, for its wall time and memory (a missing file reruns
         # its job).
         benchmarks=[
-            rules.prepare.benchmark,
-            rules.split.benchmark,
+            object_storage.declared_benchmark(rules.prepare, workflow),
+            object_storage.declared_benchmark(rules.split, workflow),
             *[f"benchmarks/features/{path}.tsv" for path in extractions()],
-            *per_run(rules.train.benchmark),
-            *per_run(rules.evaluate.benchmark),
+            *per_run(object_storage.declared_benchmark(rules.train, workflow)),
+            *per_run(object_storage.declared_benchmark(rules.evaluate, workflow)),
         ],
     output:
         html=report("results/report.html", category="Comparison report"),

@@ -213,7 +213,9 @@ def weights_id(weights, root="."):
 
 # {(path, size, mtime): sha256} of the weights files hashed in this process: Snakemake asks for
 # the id of a weights file in several rules and input functions (a VGG16 file is 58 MB). In
-# memory only: a job on another machine parses the Snakefile again and sees its own file.
+# memory only: a job on another machine parses the Snakefile again and sees its own file, or
+# with object storage, where it has none, gets the id from Snakemake's process
+# (object_storage.weights_id).
 _SHA256 = {}
 
 

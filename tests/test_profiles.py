@@ -1,5 +1,6 @@
 """Dry runs (-n) of the demo workflow through each profile: which jobs ask for a GPU, where they
-would be submitted, and which profile Snakemake actually read."""
+would be submitted, and which profile Snakemake actually read. The Kubernetes profile needs an S3
+server for its dry run: tests/test_s3.py."""
 
 import os
 import re
@@ -33,9 +34,6 @@ SLURM_COMMANDS = {
     "sstat",
     "strigger",
 }
-# Profile keys that need snakemake-executor-plugin-kubernetes or snakemake-storage-plugin-s3
-# (neither is installed) or a reachable bucket.
-KUBERNETES_ONLY = ("executor", "container-image", "kubernetes-", "default-storage-", "storage-s3-")
 
 
 def dry_run(workdir, *profile_args, path=None):
@@ -148,23 +146,3 @@ def test_slurm_profile_asks_for_a_gpu_only_for_extraction_training_and_evaluatio
             assert "gpu" not in resources and "gpu_model" not in resources, (rule, resources)
             partition = profile["default-resources"]["slurm_partition"]
             assert resources["slurm_partition"] == partition, (rule, resources)
-
-
-@pytest.mark.slow
-def test_kubernetes_profile_resources(tmp_path):
-    """The plugin and a bucket are absent, so only the resource settings are dry-run: every job
-    asking for a GPU names its manufacturer (the plugin refuses a GPU job without one)."""
-    profile = load("kubernetes")
-    assert profile["executor"] == "kubernetes" and profile["container-image"]
-    assert profile["default-storage-provider"] == "s3"
-    portable = {key: value for key, value in profile.items() if not key.startswith(KUBERNETES_ONLY)}
-    (tmp_path / "profile").mkdir()
-    (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(portable))
-    work = tmp_path / "work"
-    work.mkdir()
-    jobs = planned_jobs(dry_run(work, "--workflow-profile", str(tmp_path / "profile")))
-    assert {rule for rule, _, _ in jobs} >= GPU_RULES
-    for rule, _, resources in jobs:
-        has_gpu = resources.get("gpu") == "1"
-        assert has_gpu == (rule in GPU_RULES), (rule, resources)
-        assert (resources.get("gpu_manufacturer") in ("nvidia", "amd")) == has_gpu, resources
