@@ -1,5 +1,14 @@
 """Each trained model on the test split."""
 
+from smallcnn import tta
+
+try:
+    TTA_VIEWS = tta.view_names(
+        config["evaluation"]["tta"], config["augmentation"]["horizontal_flip"]
+    )
+except UserError as error:
+    sys.exit(f"error in config: evaluation.tta: {error}")
+
 
 rule evaluate:
     input:
@@ -26,6 +35,12 @@ rule evaluate:
     params:
         image_size=config["image_size"],
         batch_size=32,
+        # None for experiments that take features, not images: evaluation.tta never reruns them.
+        tta_views=lambda wc: (
+            TTA_VIEWS
+            if registry.KINDS[EXPERIMENTS[wc.experiment].kind].inputs == "images"
+            else []
+        ),
         code=code("evaluate"),
     script:
         "../scripts/evaluate.py"
