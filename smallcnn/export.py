@@ -188,6 +188,8 @@ def _remove(path):
 def produce(serving, names, out_dir, representative):
     """{format: {"path", "status", "error"}}: each format converted, or the converter's refusal
     (logged with its traceback) while the other formats go on."""
+    # Keras' ONNX export refuses a model that has never run ("never called").
+    serving(np.zeros((1, *serving.input_shape[1:]), dtype="uint8"))
     produced = {}
     for name in names:
         export_format = registry.EXPORT_FORMATS[name]
