@@ -111,7 +111,12 @@ def _onnx(path, threads):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    (image,) = session.get_inputs()
+    image, *others = session.get_inputs()
+    if others:
+        raise UserError(
+            f"{path} takes {len(others) + 1} inputs ({', '.join(i.name for i in [image, *others])})"
+            ", not the image alone: the converter left tensors of the model as graph inputs"
+        )
 
     def run(images):
         return session.run(None, {image.name: np.ascontiguousarray(images, dtype=np.uint8)})[0]

@@ -239,3 +239,9 @@ EXPORT_FORMATS = {
         ),
     )
 }
+
+# parity.json's status of a format without figures, as the log and the report say it.
+EXPORT_STATUS = {
+    "cannot_be_produced": "cannot be produced",
+    "does_not_run": "converted, but does not run (target MISSED)",
+}

@@ -11,7 +11,16 @@ from conftest import REPO, run_snakemake
 from test_report import Page, fabricate_results, report_inputs, report_settings
 from test_workflow import planned_jobs
 
-from smallcnn import experiments, export, export_plan, models, parity, predict, registry
+from smallcnn import (
+    artifacts,
+    experiments,
+    export,
+    export_plan,
+    models,
+    parity,
+    predict,
+    registry,
+)
 from smallcnn.errors import UserError
 from smallcnn.fingerprint import file_sha256
 from smallcnn.report import write_report
@@ -238,3 +247,26 @@ def test_the_schema_lists_the_registrys_formats():
     assert export_schema["allow_mismatch"]["items"]["enum"] == FORMATS
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     assert config["export"]["formats"] == FORMATS
+
+
+def test_an_onnx_file_that_needs_more_than_the_image_is_refused_by_name(tmp_path):
+    """What tf2onnx made of EfficientNetB0: its Normalization constants left as graph inputs."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["image"], ["pixels"], to=TensorProto.FLOAT)],
+        "two_inputs",
+        [
+            helper.make_tensor_value_info("image", TensorProto.UINT8, [None, 4, 4, 3]),
+            helper.make_tensor_value_info("normalization/mean", TensorProto.FLOAT, [1, 1, 1, 3]),
+        ],
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [None, 4, 4, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "model.onnx")
+    info = {"class_names": ["a", "b"], "input": {"shape": [None, 4, 4, 3]}, "output": {}}
+    (tmp_path / "model.json").write_text(json.dumps(info))
+    with pytest.raises(UserError, match=r"takes 2 inputs \(image, normalization/mean\)"):
+        artifacts.load(tmp_path / "model.onnx")

@@ -18,7 +18,9 @@ def format_row(name, row):
         "path": known.path if known else None,
         "runtime": row.get("runtime"),
         "produced": row["status"] == "ok",
-        "error": row.get("error"),
+        "error": (
+            f"{registry.EXPORT_STATUS[row['status']]}: {row['error']}" if row.get("error") else None
+        ),
         "size_mb": row["size_bytes"] / 1e6 if row.get("size_bytes") is not None else None,
         "latency_ms": row.get("latency_ms"),
         "max_abs_diff": row.get("max_abs_diff"),
