@@ -35,11 +35,12 @@ rule evaluate:
     params:
         image_size=config["image_size"],
         batch_size=32,
-        # None for experiments that take features, not images: evaluation.tta never reruns them.
+        # No views for experiments that take features, not images: evaluation.tta never reruns
+        # them.
         tta_views=lambda wc: (
-            TTA_VIEWS
-            if registry.KINDS[EXPERIMENTS[wc.experiment].kind].inputs == "images"
-            else []
+            []
+            if registry.KINDS[EXPERIMENTS[wc.experiment].kind].trains_on_features
+            else TTA_VIEWS
         ),
         code=code("evaluate"),
     script:

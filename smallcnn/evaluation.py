@@ -5,11 +5,18 @@ import json
 import logging
 from pathlib import Path
 
+import keras
 import numpy as np
 
-from smallcnn import datasets, devices, features, models, tta
+from smallcnn import datasets, devices, feature_file, models, tta
 from smallcnn.errors import UserError
-from smallcnn.metrics import class_metrics, confusion_matrix, roc_auc
+from smallcnn.metrics import (
+    class_metrics,
+    confusion_matrix,
+    predicted_classes,
+    probability_columns,
+    roc_auc,
+)
 from smallcnn.stats import accuracy_ci95
 
 log = logging.getLogger(__name__)
@@ -25,13 +32,6 @@ def class_probabilities(outputs):
         p = outputs.reshape(-1)
         return np.stack([1 - p, p], axis=1)
     return outputs
-
-
-def predicted_classes(probabilities):
-    """Class index per row; for two classes class 1 needs p > 0.5, as Keras' binary accuracy."""
-    if probabilities.shape[1] == 2:
-        return (probabilities[:, 1] > 0.5).astype(int)
-    return probabilities.argmax(axis=1)
 
 
 def cross_entropy(labels, probabilities):
@@ -56,8 +56,6 @@ def evaluate(
     `tta_views`: smallcnn.tta's view names; with any, the metrics gain tta_* figures beside the
     plain ones and the predictions tta_predicted and tta_probability (images only).
     """
-    import keras
-
     # The job's threads and GPU memory growth; the loaded model keeps the precision it was
     # trained with (its layers' saved dtype policies).
     devices.configure("float32", multi_gpu=False, threads=threads)
@@ -66,7 +64,7 @@ def evaluate(
     summary = json.loads(Path(summary_path).read_text())
     tta_probabilities = None
     if str(test).endswith(".h5"):
-        test_set = features.read_features(test)
+        test_set = feature_file.read(test)
         if test_set.class_names != class_names:
             raise UserError(f"{test} has classes {test_set.class_names}, the model {class_names}")
         outputs = model.predict(test_set.features, batch_size=batch_size, verbose=0)
@@ -120,8 +118,18 @@ def evaluate(
     Path(predictions_path).parent.mkdir(parents=True, exist_ok=True)
     with open(predictions_path, "w", newline="") as stream:
         writer = csv.writer(stream)
-        tta_columns = ["tta_predicted", "tta_probability"] if tta_probabilities is not None else []
-        writer.writerow(["file", "label", "predicted", "probability", "correct", *tta_columns])
+        tta_columns = []
+        if tta_probabilities is not None:
+            tta_columns = [
+                "tta_predicted",
+                "tta_probability",
+                *tta.probability_columns(class_names),
+            ]
+        writer.writerow(
+            ["file", "label", "predicted", "probability", "correct"]
+            + probability_columns(class_names)
+            + tta_columns
+        )
         for i, file in enumerate(files):
             row = [
                 file,
@@ -129,10 +137,14 @@ def evaluate(
                 class_names[predicted[i]],
                 f"{probabilities[i, predicted[i]]:.6f}",
                 "true" if correct[i] else "false",
+                # Every class's, exactly (repr round-trips): the report averages them over
+                # seeds and must predict as this file does for one seed.
+                *(repr(float(p)) for p in probabilities[i]),
             ]
             if tta_columns:
                 k = tta_predicted[i]
                 row += [class_names[k], f"{tta_probabilities[i, k]:.6f}"]
+                row += [repr(float(p)) for p in tta_probabilities[i]]
             writer.writerow(row)
     log.info(
         "%s: test accuracy %.4f (95%% CI %.4f-%.4f) on %d images, loss %.4f, AUC %s",

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from smallcnn import artifacts, datasets, devices, models, parity, registry
+from smallcnn.atomic import atomic_write
 from smallcnn.errors import UserError
 from smallcnn.fingerprint import file_sha256
 
@@ -298,9 +299,8 @@ def model_description(serving, base_info, class_names, image_size, summary, sour
 
 def write_json(path, data):
     """`data` as JSON at `path`, which appears only when complete."""
-    partial = Path(f"{path}.partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    with atomic_write(path, suffix=".partial") as partial:
+        partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def export(
@@ -341,7 +341,7 @@ def export(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     representative = None
-    if "tflite_int8" in formats:
+    if registry.calibrates(formats):
         representative = representative_images(
             train_dir, class_names, image_size, representative_count, seed
         )

@@ -11,8 +11,8 @@ RANDOM_BASE = "features of a conv base with random weights: the base cannot be r
 def random_base(experiment):
     """Whether a features experiment's conv base had random weights: its artifact needs the base
     in front of the classifier, and a random base cannot be rebuilt."""
-    kind = registry.KINDS[experiment.kind]
-    return kind.inputs == "features" and experiment.conv_base["weights"] == "none"
+    trains_on_features = registry.KINDS[experiment.kind].trains_on_features
+    return trains_on_features and experiment.conv_base["weights"] == "none"
 
 
 def exported(setting, experiments):
@@ -52,9 +52,9 @@ def inputs(experiment, seed, formats, features_dir, weights_file):
         "summary": f"results/models/{experiment.name}/{seed}.json",
         "test": "results/data/test",
     }
-    if "tflite_int8" in formats:
+    if registry.calibrates(formats):
         files["train"] = "results/data/train"
-    if registry.KINDS[experiment.kind].inputs == "features":
+    if registry.KINDS[experiment.kind].trains_on_features:
         base = experiment.conv_base
         files["weights"] = weights_file(base["name"], base["weights"])
         files["test_features"] = f"{features_dir(experiment)}/test.h5"

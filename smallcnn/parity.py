@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smallcnn import artifacts, datasets, features, registry
+from smallcnn import artifacts, datasets, feature_file, registry
 from smallcnn.errors import UserError
 from smallcnn.evaluation import class_probabilities, predicted_classes
 
@@ -59,7 +59,7 @@ def test_split(test_dir, class_names, image_size, batch_size=BATCH_SIZE):
 def trained_on_features(model, features_path, files):
     """The trained features model's outputs on the test features it was evaluated on, in the
     order of `files`."""
-    feature_set = features.read_features(features_path)
+    feature_set = feature_file.read(features_path)
     index = {file: i for i, file in enumerate(feature_set.files)}
     missing = [file for file in files if file not in index]
     if missing:

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from smallcnn import artifacts, datasets, evaluation, features, images, models, tta
+from smallcnn import artifacts, datasets, images, tta
 from smallcnn.errors import UserError
+from smallcnn.logs import native_output_held, print_redacted
+from smallcnn.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,8 @@ def _short(message):
 
 def _feature_base(conv_base, weights):
     """The conv base a features classifier was trained on, rebuilt with the same weights."""
+    from smallcnn import features, models
+
     if conv_base is None:
         raise UserError("the model takes features but does not say which conv base made them")
     if conv_base["weights"] == "none":
@@ -100,6 +104,8 @@ def _feature_base(conv_base, weights):
 def _keras_model(model_path, weights):
     """(float images -> outputs, class names, image size, whether it takes features)."""
     import keras
+
+    from smallcnn import models
 
     model = keras.saving.load_model(model_path, compile=False)
     class_names, conv_base = models.model_info(model)
@@ -127,7 +133,10 @@ def predict(
     `model_path`: a .keras file or an exported artifact (smallcnn.artifacts); `tta_views`:
     smallcnn.tta's view names whose probabilities are averaged, as evaluation does.
     """
+    # Imported here, not at the top: main holds what TensorFlow's import writes to the terminal.
     import tensorflow as tf
+
+    from smallcnn import evaluation
 
     if artifacts.runtime_format(model_path):
         artifact = artifacts.load(model_path)
@@ -227,18 +236,24 @@ def main(argv=None):
     parser.add_argument("paths", nargs="+", metavar="IMAGE_OR_DIR")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        views = tta.view_names(args.tta, horizontal_flip=not args.no_flip)
-        rows = predict(
-            args.model,
-            args.paths,
-            args.weights,
-            args.min_side,
-            args.max_image_pixels,
-            tta_views=views,
-        )
-    except (UserError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    # TensorFlow's C++ start-up lines (CUDA, oneDNN, CPU features) are not this command's to
+    # show: they are held, and shown only if it fails or dies.
+    failure = None
+    with native_output_held():
+        try:
+            views = tta.view_names(args.tta, horizontal_flip=not args.no_flip)
+            rows = predict(
+                args.model,
+                args.paths,
+                args.weights,
+                args.min_side,
+                args.max_image_pixels,
+                tta_views=views,
+            )
+        except (UserError, OSError, ValueError) as error:
+            failure = error
+    if failure:
+        print(f"error: {redact(str(failure))}", file=sys.stderr)
         return 2
     with contextlib.ExitStack() as stack:
         stream = stack.enter_context(open(args.out, "w", newline="")) if args.out else sys.stdout
@@ -251,4 +266,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    # An unexpected error's traceback may quote an address with its credentials.
+    sys.excepthook = print_redacted
     sys.exit(main())

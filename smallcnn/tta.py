@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from smallcnn import metrics
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,11 @@ def view_names(n, horizontal_flip=True):
             f"({', '.join(available)}), not {n}"
         )
     return available[:n]
+
+
+def probability_columns(class_names):
+    """The predictions CSV's column of each class's probability with TTA, in class order."""
+    return [f"tta_{column}" for column in metrics.probability_columns(class_names)]
 
 
 def _affine(name, width, height):
@@ -128,21 +134,20 @@ def figures(labels, plain_probabilities, tta_probabilities, class_names, names, 
 
     `seconds`: (plain, TTA) inference seconds over the test split.
     """
-    from smallcnn.evaluation import cross_entropy, predicted_classes
-    from smallcnn.metrics import class_metrics, roc_auc
+    from smallcnn.evaluation import cross_entropy
 
     labels = np.asarray(labels, dtype=int)
-    plain_correct = predicted_classes(plain_probabilities) == labels
-    predicted = predicted_classes(tta_probabilities)
+    plain_correct = metrics.predicted_classes(plain_probabilities) == labels
+    predicted = metrics.predicted_classes(tta_probabilities)
     correct = predicted == labels
     scores = tta_probabilities[:, 1] if len(class_names) == 2 else tta_probabilities
-    per_class = class_metrics(labels, predicted, tta_probabilities, class_names)
+    per_class = metrics.class_metrics(labels, predicted, tta_probabilities, class_names)
     plain_seconds, tta_seconds = seconds
     return {
         "tta_views": list(names),
         "tta_test_accuracy": float(correct.mean()),
         "tta_test_loss": cross_entropy(labels, tta_probabilities),
-        "tta_roc_auc": roc_auc(labels, scores),
+        "tta_roc_auc": metrics.roc_auc(labels, scores),
         "tta_balanced_accuracy": per_class["balanced_accuracy"],
         "tta_macro_f1": per_class["macro_f1"],
         "tta_only_right": int(np.sum(correct & ~plain_correct)),

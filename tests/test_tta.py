@@ -99,6 +99,12 @@ def test_evaluate_and_predict_give_the_same_tta_probabilities(float32_model):
     for file, row in rows.items():
         assert by_file[file]["predicted"] == row["tta_predicted"]
         assert abs(float(by_file[file]["probability"]) - float(row["tta_probability"])) <= 1e-5
+        # Every class's TTA probability, for the report to average over seeds.
+        p = [float(row[column]) for column in tta.probability_columns(["cat", "dog"])]
+        assert p[1] == pytest.approx(1 - p[0], abs=1e-6)
+        assert p[["cat", "dog"].index(row["tta_predicted"])] == pytest.approx(
+            float(row["tta_probability"]), abs=1e-6
+        )
     # Different from the plain figures somewhere, or the views would not have been used.
     assert any(row["tta_probability"] != row["probability"] for row in rows.values())
     assert metrics["tta_views"] == views
@@ -132,12 +138,34 @@ def test_the_command_line_takes_tta_and_refuses_too_many_views(float32_model, ca
     assert predict.main(["--model", model, "--tta", "2", "--no-flip", images]) == 0
 
 
-def tta_metrics(root, name, accuracy_gain, only_tta, only_plain, ratio):
-    path = root / "results" / "metrics" / name / f"{SEED}.json"
+def with_tta(root, name, only_tta, only_plain, ratio, seed=SEED):
+    """Give a fabricated run TTA figures: TTA gets right the first `only_tta` images the run got
+    wrong and gets wrong the first `only_plain` it got right; the predictions gain the TTA
+    probability columns, the metrics the tta_* figures."""
+    predictions = root / "results" / "predictions" / name / f"{seed}.csv"
+    with open(predictions, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    wrong = [row for row in rows if row["correct"] == "false"][:only_tta]
+    right = [row for row in rows if row["correct"] == "true"][:only_plain]
+    assert (len(wrong), len(right)) == (only_tta, only_plain)
+    flipped = {row["file"] for row in wrong + right}
+    for row in rows:
+        k = ["cat", "dog"].index(row["label"])
+        tta_right = (row["correct"] == "true") != (row["file"] in flipped)
+        row["tta_predicted"] = ["cat", "dog"][k if tta_right else 1 - k]
+        row["tta_probability"] = "0.900000"
+        p_label = 0.9 if tta_right else 0.1
+        row["tta_p_" + row["label"]] = repr(p_label)
+        row["tta_p_" + ["cat", "dog"][1 - k]] = repr(1 - p_label)
+    with open(predictions, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    path = root / "results" / "metrics" / name / f"{seed}.json"
     metrics = json.loads(path.read_text())
     metrics.update(
         tta_views=tta.view_names(3),
-        tta_test_accuracy=metrics["test_accuracy"] + accuracy_gain,
+        tta_test_accuracy=metrics["test_accuracy"] + (only_tta - only_plain) / len(rows),
         tta_test_loss=metrics["test_loss"],
         tta_roc_auc=metrics["roc_auc"],
         tta_balanced_accuracy=0.8,
@@ -157,8 +185,9 @@ def test_the_report_measures_tta_and_says_which_experiments_go_without(tmp_path)
     fabricate_results(tmp_path)
     for name in ALL:
         if name != "features":
-            tta_metrics(tmp_path, name, 0.1, 2, 1, 3.1)
-    tta_metrics(tmp_path, "scratch", 0.6, 12, 0, 2.9)
+            with_tta(tmp_path, name, 2, 1, 3.1)
+    # scratch gets 11 of 20 test images right: TTA the 9 others too.
+    with_tta(tmp_path, "scratch", 9, 0, 2.9)
     settings = report_settings(ALL)
     settings.tta = 3
     out = tmp_path / "report.html"
@@ -168,8 +197,39 @@ def test_the_report_measures_tta_and_says_which_experiments_go_without(tmp_path)
     assert page.sections[5:] == ["tta", "data", "provenance"]
     table = {row[0]: row for row in page.tables["tta-table"]}
     assert list(table) == ["scratch", "augmented", "frozen", "finetuned"]
-    # 12 images only TTA got right, none the other way: McNemar p = 2 / 2**12.
-    assert table["scratch"][3:] == ["+60.0", "12 / 0", "0.0005", "2.9", "TTA helps"]
-    unsure = ["+10.0", "2 / 1", "1.0000", "3.1", "no significant difference"]
+    # 9 images only TTA got right, none the other way: McNemar p = 2 / 2**9.
+    assert table["scratch"][3:] == ["+45.0", "9 / 0", "0.0039", "2.9", "TTA helps"]
+    unsure = ["+5.0", "2 / 1", "1.0000", "3.1", "no significant difference"]
     assert table["augmented"][3:] == unsure
     assert "features takes conv-base features, not images" in " ".join(html.split())
+
+
+def test_with_two_seeds_mcnemar_decides_on_predictions_averaged_over_the_seeds(tmp_path):
+    """Two seeds are too few for the t-interval (as between experiments): McNemar decides, on one
+    prediction per image with and one without TTA, not on both seeds' images pooled."""
+    from test_report import Page
+
+    seeds = (1, 2)
+    fabricate_results(tmp_path, ["scratch"], seeds=seeds)
+    with_tta(tmp_path, "scratch", 5, 0, 2.0, seed=1)
+    with_tta(tmp_path, "scratch", 0, 3, 2.0, seed=2)
+    tables = []
+    for seed in seeds:
+        with open(tmp_path / "results" / "predictions" / "scratch" / f"{seed}.csv") as stream:
+            tables.append({row["file"]: row for row in csv.DictReader(stream)})
+    only_tta = only_plain = 0
+    for file, row in tables[0].items():
+        dog = row["label"] == "dog"
+        plain = (sum(float(t[file]["p_dog"]) for t in tables) / 2 > 0.5) == dog
+        with_views = (sum(float(t[file]["tta_p_dog"]) for t in tables) / 2 > 0.5) == dog
+        only_tta += with_views and not plain
+        only_plain += plain and not with_views
+    settings = report_settings(["scratch"], seeds=list(seeds))
+    settings.tta = 3
+    out = tmp_path / "report.html"
+    write_report(report_inputs(tmp_path, ["scratch"], seeds=seeds), settings, out)
+    row = Page(out.read_text(encoding="utf-8")).tables["tta-table"][0]
+    assert row[0] == "scratch"
+    # Pooled, the two seeds would count 5 / 3.
+    assert row[4] == f"{only_tta} / {only_plain}" != "5 / 3"
+    assert row[-1].startswith("McNemar: 2 seeds are too few")
