@@ -73,6 +73,7 @@ include: "rules/weights.smk"
 include: "rules/features.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/export.smk"
 include: "rules/report.smk"
 
 

@@ -1,5 +1,14 @@
 """Each trained model on the test split."""
 
+from smallcnn import tta
+
+try:
+    TTA_VIEWS = tta.view_names(
+        config["evaluation"]["tta"], config["augmentation"]["horizontal_flip"]
+    )
+except UserError as error:
+    sys.exit(f"error in config: evaluation.tta: {error}")
+
 
 rule evaluate:
     input:
@@ -26,6 +35,13 @@ rule evaluate:
     params:
         image_size=config["image_size"],
         batch_size=32,
+        # No views for experiments that take features, not images: evaluation.tta never reruns
+        # them.
+        tta_views=lambda wc: (
+            []
+            if registry.KINDS[EXPERIMENTS[wc.experiment].kind].trains_on_features
+            else TTA_VIEWS
+        ),
         code=code("evaluate"),
     script:
         "../scripts/evaluate.py"

@@ -35,6 +35,9 @@ rule report:
         splits="results/data/splits.csv",
         train="results/data/train",
         test="results/data/test",
+        exports=expand(
+            "results/export/{experiment}/{seed}", experiment=EXPORTED, seed=EXPORT_SEED
+        ),
         # Every job the report depends on, for its wall time and memory (a missing file reruns
         # its job).
         benchmarks=[
@@ -43,6 +46,11 @@ rule report:
             *[f"benchmarks/features/{path}.tsv" for path in extractions()],
             *per_run(object_storage.declared_benchmark(rules.train, workflow)),
             *per_run(object_storage.declared_benchmark(rules.evaluate, workflow)),
+            *expand(
+                object_storage.declared_benchmark(rules.export, workflow),
+                experiment=EXPORTED,
+                seed=EXPORT_SEED,
+            ),
         ],
     output:
         html=report("results/report.html", category="Comparison report"),
@@ -76,6 +84,8 @@ rule report:
             "image_size": config["image_size"],
             "precision": config["precision"],
             "augmentation": config["augmentation"],
+            "evaluation": config["evaluation"],
+            "export": EXPORT,
         },
         repo=workflow.basedir,
         misclassified=config["report"]["misclassified"],
@@ -89,6 +99,8 @@ rule report:
         augmentation_examples=config["report"]["augmentation_examples"],
         image_size=config["image_size"],
         seed=config["seed"],
+        tta=config["evaluation"]["tta"],
+        not_exported=NOT_EXPORTED,
         code=code("report"),
     script:
         "../scripts/report.py"

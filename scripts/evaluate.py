@@ -13,4 +13,5 @@ with job_log(snakemake.log[0]):
         image_size=tuple(snakemake.params.image_size),
         batch_size=snakemake.params.batch_size,
         threads=snakemake.threads,
+        tta_views=list(snakemake.params.tta_views),
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from smallcnn import datasets, devices, feature_file, models
+from smallcnn import datasets, devices, feature_file, models, tta
 from smallcnn.errors import UserError
 from smallcnn.metrics import (
     class_metrics,
@@ -48,10 +48,13 @@ def evaluate(
     image_size,
     batch_size,
     threads=None,
+    tta_views=(),
 ):
     """Write the test metrics (json) and the per-image predictions (csv) of one model.
 
     `test`: the test split folder, or the test features (.h5) for the features experiment.
+    `tta_views`: smallcnn.tta's view names; with any, the metrics gain tta_* figures beside the
+    plain ones and the predictions tta_predicted and tta_probability (images only).
     """
     # The job's threads and GPU memory growth; the loaded model keeps the precision it was
     # trained with (its layers' saved dtype policies).
@@ -59,6 +62,7 @@ def evaluate(
     model = keras.saving.load_model(model_path, compile=False)
     class_names, _ = models.model_info(model)
     summary = json.loads(Path(summary_path).read_text())
+    tta_probabilities = None
     if str(test).endswith(".h5"):
         test_set = feature_file.read(test)
         if test_set.class_names != class_names:
@@ -69,6 +73,10 @@ def evaluate(
         image_set = datasets.load_images(test, image_size, batch_size, class_names=class_names)
         outputs = model.predict(image_set.dataset, verbose=0)
         files, labels = image_set.files, image_set.labels
+        if tta_views:
+            batches = (images.numpy() for images, _ in image_set.dataset)
+            _, tta_outputs, *seconds = tta.timed_outputs(model.predict_on_batch, batches, tta_views)
+            tta_probabilities = class_probabilities(tta_outputs)
     labels = np.asarray(labels, dtype=int)
     probabilities = class_probabilities(outputs)
     predicted = predicted_classes(probabilities)
@@ -94,28 +102,50 @@ def evaluate(
         "params_trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
         "params_total": int(model.count_params()),
     }
+    if tta_probabilities is not None:
+        metrics.update(
+            tta.figures(labels, probabilities, tta_probabilities, class_names, tta_views, seconds)
+        )
+        tta_predicted = predicted_classes(tta_probabilities)
+        log.info(
+            "with test-time augmentation over %s: accuracy %.4f, %.1fx the inference time",
+            ", ".join(tta_views),
+            metrics["tta_test_accuracy"],
+            metrics["tta_time_ratio"] or float("nan"),
+        )
     Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
     Path(metrics_path).write_text(json.dumps(metrics, indent=2) + "\n")
     Path(predictions_path).parent.mkdir(parents=True, exist_ok=True)
     with open(predictions_path, "w", newline="") as stream:
         writer = csv.writer(stream)
+        tta_columns = []
+        if tta_probabilities is not None:
+            tta_columns = [
+                "tta_predicted",
+                "tta_probability",
+                *tta.probability_columns(class_names),
+            ]
         writer.writerow(
             ["file", "label", "predicted", "probability", "correct"]
             + probability_columns(class_names)
+            + tta_columns
         )
         for i, file in enumerate(files):
-            writer.writerow(
-                [
-                    file,
-                    class_names[labels[i]],
-                    class_names[predicted[i]],
-                    f"{probabilities[i, predicted[i]]:.6f}",
-                    "true" if correct[i] else "false",
-                    # Every class's, exactly (repr round-trips): the report averages them over
-                    # seeds and must predict as this file does for one seed.
-                    *(repr(float(p)) for p in probabilities[i]),
-                ]
-            )
+            row = [
+                file,
+                class_names[labels[i]],
+                class_names[predicted[i]],
+                f"{probabilities[i, predicted[i]]:.6f}",
+                "true" if correct[i] else "false",
+                # Every class's, exactly (repr round-trips): the report averages them over
+                # seeds and must predict as this file does for one seed.
+                *(repr(float(p)) for p in probabilities[i]),
+            ]
+            if tta_columns:
+                k = tta_predicted[i]
+                row += [class_names[k], f"{tta_probabilities[i, k]:.6f}"]
+                row += [repr(float(p)) for p in tta_probabilities[i]]
+            writer.writerow(row)
     log.info(
         "%s: test accuracy %.4f (95%% CI %.4f-%.4f) on %d images, loss %.4f, AUC %s",
         summary["experiment"],

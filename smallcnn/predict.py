@@ -1,7 +1,10 @@
-"""Classify new images with any trained model.
+"""Classify new images with any trained model or exported artifact.
 
     python -m smallcnn.predict --model results/models/finetuned/1337.keras [--out preds.csv] \
-        IMAGE_OR_DIR...
+        [--tta N] IMAGE_OR_DIR...
+
+--model also takes what the export rule writes (results/export/<experiment>/<seed>/): the
+saved_model folder, model.onnx, model.tflite or model_int8.tflite, each run by its own runtime.
 
 One row per file: file, predicted, probability, error. A file that cannot be read gets a row with
 the error and the others go on; the exit status is non-zero only when nothing was classified.
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smallcnn import datasets, images
+from smallcnn import artifacts, datasets, images, tta
 from smallcnn.errors import UserError
 from smallcnn.logs import native_output_held, print_redacted
 from smallcnn.redact import redact
@@ -98,22 +101,58 @@ def _feature_base(conv_base, weights):
     return models.build_conv_base(conv_base["name"], weights, (*size, 3)), size
 
 
-def predict(model_path, paths, weights=None, min_side=MIN_SIDE, max_image_pixels=MAX_IMAGE_PIXELS):
-    """Rows {file, predicted, probability, error} for every file of `paths`; a file outside
-    the bounds of the data stage (`min_side`, `max_image_pixels`) gets an error row."""
-    # Imported here, not at the top: main holds what TensorFlow's import writes to the terminal.
+def _keras_model(model_path, weights):
+    """(float images -> outputs, class names, image size, whether it takes features)."""
     import keras
-    import tensorflow as tf
 
-    from smallcnn import evaluation, models
+    from smallcnn import models
 
     model = keras.saving.load_model(model_path, compile=False)
     class_names, conv_base = models.model_info(model)
-    base = None
     if model.input_shape[-1] == 3 and len(model.input_shape) == 4:
-        image_size = tuple(model.input_shape[1:3])
+        return model.predict_on_batch, class_names, tuple(model.input_shape[1:3]), False
+    base, image_size = _feature_base(conv_base, weights)
+
+    def run(images):
+        return model.predict(base.predict(images, verbose=0), verbose=0)
+
+    return run, class_names, image_size, True
+
+
+def predict(
+    model_path,
+    paths,
+    weights=None,
+    min_side=MIN_SIDE,
+    max_image_pixels=MAX_IMAGE_PIXELS,
+    tta_views=(),
+):
+    """Rows {file, predicted, probability, error} for every file of `paths`; a file outside
+    the bounds of the data stage (`min_side`, `max_image_pixels`) gets an error row.
+
+    `model_path`: a .keras file or an exported artifact (smallcnn.artifacts); `tta_views`:
+    smallcnn.tta's view names whose probabilities are averaged, as evaluation does.
+    """
+    # Imported here, not at the top: main holds what TensorFlow's import writes to the terminal.
+    import tensorflow as tf
+
+    from smallcnn import evaluation
+
+    if artifacts.runtime_format(model_path):
+        artifact = artifacts.load(model_path)
+        class_names, image_size = artifact.class_names, artifact.image_size
+
+        def run(images):
+            # The views of TTA are resampled in float: the artifact takes them rounded.
+            return artifact.run(artifacts.as_uint8(images))
+
     else:
-        base, image_size = _feature_base(conv_base, weights)
+        run, class_names, image_size, takes_features = _keras_model(model_path, weights)
+        if tta_views and takes_features:
+            raise UserError(
+                "--tta applies to models that take images: a features model is evaluated "
+                "without test-time augmentation too (its exported artifact takes images)"
+            )
 
     rows, batch, batch_rows = [], [], []
 
@@ -121,8 +160,8 @@ def predict(model_path, paths, weights=None, min_side=MIN_SIDE, max_image_pixels
         if not batch:
             return
         images = np.stack(batch).astype("float32")
-        inputs = base.predict(images, verbose=0) if base is not None else images
-        probabilities = evaluation.class_probabilities(model.predict(inputs, verbose=0))
+        outputs = tta.predict(run, images, tta_views) if tta_views else run(images)
+        probabilities = evaluation.class_probabilities(outputs)
         for row, p, k in zip(
             batch_rows, probabilities, evaluation.predicted_classes(probabilities), strict=True
         ):
@@ -155,7 +194,11 @@ def main(argv=None):
         prog="python -m smallcnn.predict", description="Classify images with a trained model."
     )
     parser.add_argument(
-        "--model", required=True, help="a results/models/<experiment>/<seed>.keras file"
+        "--model",
+        required=True,
+        help="a results/models/<experiment>/<seed>.keras file, or an export of one in "
+        "results/export/<experiment>/<seed>/: the saved_model folder, model.onnx, model.tflite "
+        "or model_int8.tflite (with the model.json beside it)",
     )
     parser.add_argument("--out", help="CSV file to write (default: standard output)")
     parser.add_argument(
@@ -175,6 +218,21 @@ def main(argv=None):
         help="reject images with more pixels, as data.max_image_pixels "
         f"(default {MAX_IMAGE_PIXELS:,})",
     )
+    parser.add_argument(
+        "--tta",
+        type=int,
+        default=0,
+        metavar="N",
+        help="average the probabilities over the first N fixed views (the image, its "
+        "horizontal flip, 10%% zoom in, 10%% shifts left, right, up, down), as evaluation.tta "
+        "does; 0 (the default) for none",
+    )
+    parser.add_argument(
+        "--no-flip",
+        action="store_true",
+        help="leave the horizontal flip out of the views, as evaluation does when "
+        "augmentation.horizontal_flip is false",
+    )
     parser.add_argument("paths", nargs="+", metavar="IMAGE_OR_DIR")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -183,8 +241,14 @@ def main(argv=None):
     failure = None
     with native_output_held():
         try:
+            views = tta.view_names(args.tta, horizontal_flip=not args.no_flip)
             rows = predict(
-                args.model, args.paths, args.weights, args.min_side, args.max_image_pixels
+                args.model,
+                args.paths,
+                args.weights,
+                args.min_side,
+                args.max_image_pixels,
+                tta_views=views,
             )
         except (UserError, OSError, ValueError) as error:
             failure = error

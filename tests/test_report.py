@@ -731,7 +731,8 @@ def test_the_rule_renders_the_report_and_snakemake_report_collects_its_figures(t
     fabricate_results(tmp_path, subset)
     # A signed address with credentials: the report shows the run's data settings, never these.
     url = "https://user:hunter2@example.org/photos.zip?token=s3cr3t"
-    config = {"experiments": subset, "data": {"url": url}}
+    # No exports: the fabricated tree has none, and only the report may run.
+    config = {"experiments": subset, "data": {"url": url}, "export": {"experiments": []}}
     demo = [REPO / "config" / "demo.yaml"]
     # Only the report rule may run: everything upstream is the fabricated tree.
     only_report = ["--allowed-rules", "summarize", "report"]

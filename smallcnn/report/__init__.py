@@ -2,11 +2,11 @@
 data, by how much, whether the difference is real, and what happened during training."""
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from smallcnn import figures, metrics
-from smallcnn.report import charts, duplicates, facts, sections
+from smallcnn.report import charts, duplicates, exports, facts, sections, tta
 from smallcnn.report import comparisons as comparing
 from smallcnn.report.loading import load_runs, plain, read_csv
 from smallcnn.report.render import render
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 SPLITS_COLUMNS = ("file", "label", "split", "path")
 PRIMARY_LABELS = {key: label for key, label in metrics.PRIMARY_METRICS.values()}
-LISTS = ("metrics", "predictions", "histories", "summaries", "benchmarks")
+LISTS = ("metrics", "predictions", "histories", "summaries", "benchmarks", "exports")
 
 
 @dataclass
@@ -34,6 +34,8 @@ class ReportInputs:
     train: Path
     test: Path
     benchmarks: list
+    # results/export/<experiment>/<seed> folders, each with model.json and parity.json.
+    exports: list = field(default_factory=list)
 
 
 @dataclass
@@ -57,6 +59,9 @@ class ReportSettings:
     augmentation_examples: int
     image_size: tuple
     seed: int
+    # evaluation.tta, and the experiments export.experiments: all left out, with why.
+    tta: int = 0
+    not_exported: dict = field(default_factory=dict)
 
 
 def build_report(inputs, params, out, figures_dir=None):
@@ -101,7 +106,10 @@ def report_context(inputs, settings, writer):
     rows = sections.summary_rows(runs, experiments, best, primary)
     pairs = comparing.comparisons(runs, order)
     several_seeds = len(settings.seeds) > 1
+    tta_effect = tta.tta_section(runs, experiments, settings.tta)
+    exported = exports.exports_section(inputs.exports, settings.not_exported)
     return {
+        "numbers": section_numbers(tta_effect, exported),
         "title": "smallcnn: comparison report",
         "generated": facts.provenance.now(),
         "experiments": rows,
@@ -137,6 +145,8 @@ def report_context(inputs, settings, writer):
         "misclassified": sections.misclassified_section(
             runs[best][0], inputs.test, settings.misclassified, writer
         ),
+        "tta": tta_effect,
+        "exports": exported,
         "data": facts.data_section(splits, inputs.manifest, inputs.rejections),
         "near_duplicates": duplicates.near_duplicate_section(
             inputs.near_duplicates, inputs.near_duplicates_split
@@ -145,6 +155,14 @@ def report_context(inputs, settings, writer):
             inputs, settings, runs, {name: e["kind"] for name, e in experiments.items()}
         ),
     }
+
+
+def section_numbers(tta_effect, exported):
+    """The numbers of the sections after Errors (5): TTA and Exports only when there is
+    something to show."""
+    shown = ["tta"] if tta_effect else []
+    shown += ["exports"] if exported["models"] or exported["not_exported"] else []
+    return {name: number for number, name in enumerate([*shown, "data", "provenance"], start=6)}
 
 
 def verdict(order, pairs, rows):

@@ -88,11 +88,14 @@ def deciding_test(differences):
     return "paired-t", f"{n} seeds give differences that vary"
 
 
-def averaged_correct(name, runs):
+def averaged_correct(name, runs, columns_of=probability_columns):
     """Whether the experiment's prediction of each test image is right, one prediction per image:
     its class probabilities averaged over the seeds, then the class as the evaluation predicts it
     (the most probable; of two classes the second above 0.5). With one seed that is the seed's
-    own prediction. A boolean Series by file, of the images every seed predicted."""
+    own prediction. A boolean Series by file, of the images every seed predicted.
+
+    `columns_of`: class names -> the predictions' probability columns (smallcnn.tta's for the
+    probabilities with test-time augmentation)."""
     class_names = list(runs[0].metrics["class_names"])
     for run in runs[1:]:
         if list(run.metrics["class_names"]) != class_names:
@@ -100,7 +103,7 @@ def averaged_correct(name, runs):
                 f"{name}: seed {run.seed} has classes {run.metrics['class_names']}, seed "
                 f"{runs[0].seed} {class_names}; rerun its training and evaluation"
             )
-    columns = probability_columns(class_names)
+    columns = columns_of(class_names)
     tables = [run.predictions.set_index("file") for run in runs]
     files = tables[0].index
     for table in tables[1:]:
