@@ -35,6 +35,7 @@ include: "rules/weights.smk"
 include: "rules/features.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/heatmaps.smk"
 include: "rules/report.smk"
 
 

@@ -43,6 +43,10 @@ def png_data_uri(png: bytes):
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def jpeg_data_uri(jpeg: bytes):
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
 class FigureWriter:
     """Renders figures to PNG, writes them under `directory/<section>/<name>.png` (when given)
     for `snakemake --report`, and returns them as data URIs for the self-contained HTML."""
@@ -144,4 +148,11 @@ def thumbnail(path, size):
 def png_bytes(image):
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def jpeg_bytes(image, quality=85):
+    """A PIL image as JPEG: a photo thumbnail in a quarter of a PNG's bytes."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality, optimize=True)
     return buffer.getvalue()

@@ -17,6 +17,7 @@ base its features came from in front of it: Grad-CAM of the base + head composit
 
 import dataclasses
 import logging
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -255,3 +256,34 @@ def mass_inside(heatmap, box):
     inside = heatmap[max(0, top) : min(height, bottom), max(0, left) : min(width, right)].sum()
     total = heatmap.sum()
     return float(inside / total) if total > 0 else 0.0
+
+
+class HeatmapFiles:
+    """Writes `<stem>.png` (the image with its map overlaid) and `<stem>.npy` (the map) per
+    image into one folder; a stem already written gets a number (`cat.png`, `cat-2.png`), so
+    that photos of the same name in two folders keep both maps."""
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.used = set()
+
+    def stem(self, source):
+        base = Path(source).stem or "image"
+        stem, number = base, 1
+        while stem in self.used:
+            number += 1
+            stem = f"{base}-{number}"
+        self.used.add(stem)
+        return stem
+
+    def write(self, source, image, heatmap):
+        """The PNG's path; the image (uint8 or 0..255 floats) and its map at the same size."""
+        from PIL import Image
+
+        stem = self.stem(source)
+        pixels = np.clip(np.rint(image), 0, 255).astype("uint8")
+        png = self.directory / f"{stem}.png"
+        Image.fromarray(overlay(pixels, heatmap)).save(png)
+        np.save(self.directory / f"{stem}.npy", np.asarray(heatmap, dtype=np.float32))
+        return png

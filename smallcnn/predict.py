@@ -94,12 +94,27 @@ def _feature_base(conv_base, weights):
     return models.build_conv_base(conv_base["name"], weights, (*size, 3)), size
 
 
-def predict(model_path, paths, weights=None, min_side=MIN_SIDE, max_image_pixels=MAX_IMAGE_PIXELS):
+def predict(
+    model_path,
+    paths,
+    weights=None,
+    min_side=MIN_SIDE,
+    max_image_pixels=MAX_IMAGE_PIXELS,
+    heatmaps_dir=None,
+    heatmap_layer=None,
+):
     """Rows {file, predicted, probability, error} for every file of `paths`; a file outside
-    the bounds of the data stage (`min_side`, `max_image_pixels`) gets an error row."""
+    the bounds of the data stage (`min_side`, `max_image_pixels`) gets an error row. With
+    `heatmaps_dir`, each classified image's Grad-CAM map of its predicted class is written
+    there (smallcnn.heatmaps.HeatmapFiles) and its row gets the overlay's path as `heatmap`."""
     import keras
     import tensorflow as tf
 
+    if heatmaps_dir is not None and Path(model_path).suffix.lower() != ".keras":
+        raise UserError(
+            f"--heatmaps needs a .keras model: {model_path} is an exported artifact, which keeps "
+            "no gradients of its layers; give the results/models/<experiment>/<seed>.keras file"
+        )
     model = keras.saving.load_model(model_path, compile=False)
     class_names, conv_base = models.model_info(model)
     base = None
@@ -107,6 +122,12 @@ def predict(model_path, paths, weights=None, min_side=MIN_SIDE, max_image_pixels
         image_size = tuple(model.input_shape[1:3])
     else:
         base, image_size = _feature_base(conv_base, weights)
+    cam = files = None
+    if heatmaps_dir is not None:
+        from smallcnn import heatmaps
+
+        cam = heatmaps.GradCam(model, heatmap_layer, base)
+        files = heatmaps.HeatmapFiles(heatmaps_dir)
 
     rows, batch, batch_rows = [], [], []
 
@@ -116,15 +137,20 @@ def predict(model_path, paths, weights=None, min_side=MIN_SIDE, max_image_pixels
         images = np.stack(batch).astype("float32")
         inputs = base.predict(images, verbose=0) if base is not None else images
         probabilities = evaluation.class_probabilities(model.predict(inputs, verbose=0))
-        for row, p, k in zip(
-            batch_rows, probabilities, evaluation.predicted_classes(probabilities), strict=True
-        ):
+        predicted = evaluation.predicted_classes(probabilities)
+        for row, p, k in zip(batch_rows, probabilities, predicted, strict=True):
             row.update(predicted=class_names[k], probability=f"{p[k]:.6f}")
+        if cam is not None:
+            found = cam(images, classes=predicted)
+            for row, image, heatmap in zip(batch_rows, images, found.maps, strict=True):
+                row["heatmap"] = str(files.write(row["file"], image, heatmap))
         batch.clear()
         batch_rows.clear()
 
     for path in expand(paths):
         row = {"file": str(path), "predicted": "", "probability": "", "error": ""}
+        if cam is not None:
+            row["heatmap"] = ""
         rows.append(row)
         try:
             data, problem = check_file(path, min_side, max_image_pixels)
@@ -168,17 +194,37 @@ def main(argv=None):
         help="reject images with more pixels, as data.max_image_pixels "
         f"(default {MAX_IMAGE_PIXELS:,})",
     )
+    parser.add_argument(
+        "--heatmaps",
+        metavar="DIR",
+        help="also write each classified image's class-activation map (Grad-CAM) of its "
+        "predicted class to DIR: <stem>.png overlaid on the image, <stem>.npy the map (float32, "
+        "0..1, the model's input size); the CSV gains a heatmap column",
+    )
+    parser.add_argument(
+        "--heatmap-layer",
+        help="the conv layer the maps are computed from (default: the model's last one)",
+    )
     parser.add_argument("paths", nargs="+", metavar="IMAGE_OR_DIR")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
-        rows = predict(args.model, args.paths, args.weights, args.min_side, args.max_image_pixels)
+        rows = predict(
+            args.model,
+            args.paths,
+            args.weights,
+            args.min_side,
+            args.max_image_pixels,
+            heatmaps_dir=args.heatmaps,
+            heatmap_layer=args.heatmap_layer,
+        )
     except (UserError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     with contextlib.ExitStack() as stack:
         stream = stack.enter_context(open(args.out, "w", newline="")) if args.out else sys.stdout
-        writer = csv.DictWriter(stream, fieldnames=["file", "predicted", "probability", "error"])
+        columns = ["file", "predicted", "probability", "error"]
+        writer = csv.DictWriter(stream, fieldnames=columns + (["heatmap"] if args.heatmaps else []))
         writer.writeheader()
         writer.writerows(rows)
     failed = sum(1 for row in rows if row["error"])

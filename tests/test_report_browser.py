@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 from conftest import needs
-from test_report import ALL, SECTIONS, fabricate_results, report_inputs, report_settings
+from test_report import (
+    ALL,
+    SECTIONS,
+    fabricate_results,
+    heatmap_pairs,
+    report_inputs,
+    report_settings,
+)
 
 from smallcnn.report import write_report
 
@@ -217,14 +224,17 @@ def assert_report_reads_well(html_path):
 
 
 def test_fabricated_report_in_chromium(tmp_path):
-    fabricate_results(tmp_path)
+    record = fabricate_results(tmp_path)
     out = tmp_path / "results" / "report.html"
     write_report(report_inputs(tmp_path, ALL), report_settings(ALL), out)
     seen = assert_report_reads_well(out)
-    assert len(seen["images"]) == 1 + 5 + 3 + 2  # and the two images of a near-duplicate pair
-    # Summary, McNemar, five confusion matrices, splits, near-duplicate pairs, rejections,
-    # settings, training, jobs, versions.
-    assert seen["tables"] == 14
+    # Accuracy, curves, the best's wrong images in the gallery and in its confusion cells, image
+    # and heatmap pairs of the four experiments trained on images, a near-duplicate pair.
+    pairs = sum(heatmap_pairs(record, name) for name in ALL if name != "features")
+    assert len(seen["images"]) == 1 + 5 + 3 + 3 + 2 * pairs + 2
+    # Summary, McNemar, five confusion matrices, most confused pairs, splits, near-duplicate
+    # pairs, rejections, settings, training, jobs, versions.
+    assert seen["tables"] == 15
 
 
 @pytest.mark.slow

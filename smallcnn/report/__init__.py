@@ -2,11 +2,11 @@
 data, by how much, whether the difference is real, and what happened during training."""
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from smallcnn import figures, metrics
-from smallcnn.report import charts, duplicates, facts, sections
+from smallcnn.report import charts, confused, duplicates, facts, looks, sections
 from smallcnn.report import comparisons as comparing
 from smallcnn.report.loading import load_runs, plain, read_csv
 from smallcnn.report.render import render
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 SPLITS_COLUMNS = ("file", "label", "split", "path")
 PRIMARY_LABELS = {key: label for key, label in metrics.PRIMARY_METRICS.values()}
-LISTS = ("metrics", "predictions", "histories", "summaries", "benchmarks")
+LISTS = ("metrics", "predictions", "histories", "summaries", "benchmarks", "errors", "heatmaps")
 
 
 @dataclass
@@ -34,6 +34,10 @@ class ReportInputs:
     train: Path
     test: Path
     benchmarks: list
+    # results/errors/<experiment>/<seed>.csv and results/heatmaps/<experiment>/<seed>/: without
+    # them the report says that it was given none.
+    errors: list = field(default_factory=list)
+    heatmaps: list = field(default_factory=list)
 
 
 @dataclass
@@ -134,6 +138,8 @@ def report_context(inputs, settings, writer):
         "misclassified": sections.misclassified_section(
             runs[best][0], inputs.test, settings.misclassified, writer
         ),
+        "confused": confused.errors_section(runs[best][0], inputs.errors, inputs.test),
+        "looks": looks.heatmap_section(inputs.heatmaps, runs, order, experiments),
         "data": facts.data_section(splits, inputs.manifest, inputs.rejections),
         "near_duplicates": duplicates.near_duplicate_section(
             inputs.near_duplicates, inputs.near_duplicates_split
