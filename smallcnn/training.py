@@ -15,7 +15,16 @@ import os
 import shutil
 from pathlib import Path
 
-from smallcnn import cached_validation, datasets, devices, features, models, registry, resume
+from smallcnn import (
+    cached_validation,
+    datasets,
+    devices,
+    features,
+    models,
+    monitoring,
+    registry,
+    resume,
+)
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -349,6 +358,7 @@ def train(
                 validation = cached_validation.setup(
                     model, settings, inputs, data.validation, cache_dir, runtime
                 )
+            monitors = monitoring.run_callbacks(settings, inputs, data, work_dir / "tensorboard")
             model.fit(
                 data.train,
                 validation_data=validation.data,
@@ -356,7 +366,7 @@ def train(
                 steps_per_epoch=data.steps,
                 # The cached validation first: the others read the val_* it puts in the logs.
                 # Then the keeper: it puts the learning rate in the logs that the loggers read.
-                callbacks=[*validation.callbacks, keeper, *_log_callbacks(config, work_dir)],
+                callbacks=[*validation.callbacks, keeper, *monitors],
                 initial_epoch=keeper.initial_epoch,
                 class_weight=weighting,
                 # The datasets shuffle themselves, seeded.
@@ -393,6 +403,7 @@ def train(
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "weights": weights,
     }
+    monitoring.end_of_training(settings, inputs, best, work_dir / "tensorboard")
     _publish(best, model_path)
     resume.write_history(rows, history_path)
     Path(tensorboard_dir).mkdir(parents=True, exist_ok=True)
@@ -410,18 +421,6 @@ def train(
         model_path,
     )
     return summary
-
-
-def _log_callbacks(config, work_dir):
-    import keras
-
-    if not config.get("tensorboard", True):
-        return []
-    return [
-        keras.callbacks.TensorBoard(
-            str(work_dir / "tensorboard"), write_graph=False, profile_batch=0
-        )
-    ]
 
 
 def _lr_changes(rows):

@@ -918,3 +918,26 @@ def test_the_books_figures_appear_only_for_cats_and_dogs_with_the_books_settings
         path.write_text(json.dumps({**metrics, "class_names": ["horizontal", "vertical"]}))
     write_report(report_inputs(tmp_path, subset), report_settings(subset), out)
     assert [row[-1] for row in Page(out.read_text()).tables["summary-table"]] == ["–", "–"]
+
+
+def test_learning_curves_draw_each_epochs_learning_rate_and_name_the_schedule(tmp_path):
+    from smallcnn.report import charts
+    from smallcnn.report.loading import load_runs
+
+    fabricate_results(tmp_path, ["scratch"])
+    inputs = report_inputs(tmp_path, ["scratch"])
+    [run] = load_runs(inputs, ["scratch"], [SEED])["scratch"]
+    figure = charts.learning_curves([run], "scratch")
+    accuracy, loss, rates = figure.axes
+    assert rates.get_yscale() == "log" and rates.get_ylabel() == "learning rate"
+    [line] = rates.get_lines()
+    assert list(line.get_ydata()) == run.history["learning_rate"].tolist()
+    assert list(line.get_xdata()) == [1, 2, 3, 4, 5, 6]
+
+    settings = report_settings(["scratch"])
+    callbacks = settings.experiments[0]["settings"]["callbacks"]
+    callbacks["lr_schedule"] = {"kind": "cosine", "warmup_epochs": 2, "min_learning_rate": 0.0}
+    out = tmp_path / "report.html"
+    write_report(inputs, settings, out)
+    text = " ".join(out.read_text().split())
+    assert "then its cosine schedule after a warm-up of 2 epochs (the dotted line)." in text

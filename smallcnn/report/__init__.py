@@ -131,6 +131,10 @@ def report_context(inputs, settings, writer):
         "significance": comparing.SIGNIFICANCE,
         "settings": sections.settings_rows(settings.experiments, runs),
         "curves": sections.learning_curve_sections(runs, writer),
+        "schedules": {
+            name: (e["settings"].get("callbacks") or {}).get("lr_schedule") or {"kind": "none"}
+            for name, e in experiments.items()
+        },
         "augmentation": sections.augmentation_section(
             inputs, settings, settings.experiments, splits, writer
         ),
