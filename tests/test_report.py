@@ -355,9 +355,9 @@ def write_heatmaps(directory, rows, test_dir, rng):
             pixels = np.asarray(image.convert("RGB"))
         names = {"image": f"{number:03d}-image.jpg", "overlay": f"{number:03d}-overlay.jpg"}
         heatmap = rng.uniform(0, 1, pixels.shape[:2])
-        (directory / names["image"]).write_bytes(heatmap_examples.jpeg(pixels, 160))
+        (directory / names["image"]).write_bytes(heatmap_examples.jpeg(pixels, 112))
         (directory / names["overlay"]).write_bytes(
-            heatmap_examples.jpeg(heatmaps.overlay(pixels, heatmap), 160)
+            heatmap_examples.jpeg(heatmaps.overlay(pixels, heatmap), 112)
         )
         examples.append(
             {
@@ -501,11 +501,11 @@ def test_every_section_is_present_in_order(full_report):
     assert full_report["page"].sections == SECTIONS
 
 
-def heatmap_pairs(record, name):
+def heatmap_pairs(record, name, classes=CLASSES):
     """Image pairs of `name` in "Where the model looks": up to 6 wrong, 3 right per class."""
     correct = record["correct"][name]
     wrong = sum(not right for right in correct.values())
-    right = [sum(ok for file, ok in correct.items() if file.startswith(c)) for c in CLASSES]
+    right = [sum(ok for file, ok in correct.items() if file.startswith(f"{c}/")) for c in classes]
     return min(6, wrong) + sum(min(3, n) for n in right)
 
 
@@ -941,3 +941,29 @@ def test_learning_curves_draw_each_epochs_learning_rate_and_name_the_schedule(tm
     write_report(inputs, settings, out)
     text = " ".join(out.read_text().split())
     assert "then its cosine schedule after a warm-up of 2 epochs (the dotted line)." in text
+
+
+@pytest.mark.slow
+def test_a_forty_class_report_keeps_its_size_reasonable(tmp_path):
+    """Five experiments on 40 classes of 64 px images, 10 test images per class: the confusion
+    cells and the heatmaps of 3 right images per class are the bulk of it."""
+    classes = tuple(f"breed{k:02d}" for k in range(40))
+    record = fabricate_results(
+        tmp_path,
+        classes=classes,
+        per_class={"train": 2, "validation": 1, "test": 10},
+        image_size=(64, 64),
+    )
+    out = tmp_path / "results" / "report.html"
+    write_report(report_inputs(tmp_path, ALL), report_settings(ALL), out)
+    html = out.read_text()
+    size = out.stat().st_size
+    print(f"\n40-class fabricated report: {size / 1e6:.2f} MB")
+    page = Page(html)
+    # Ten cells of finetuned, each of its images (at most 12), and ten confused pairs.
+    assert html.count('<details class="cell">') == 10
+    assert len(page.tables["confused-pairs"]) == 10
+    # Each experiment trained on images shows 3 right images of each of the 40 classes.
+    overlays = [i for i in page.images if i["alt"].startswith("Heatmap of finetuned over ")]
+    assert len(overlays) == heatmap_pairs(record, "finetuned", classes) > 100
+    assert size < 8_000_000
