@@ -104,7 +104,7 @@ def find_layer(model, name=None, base=None):
             return owner, layer
     names = ", ".join(layer.name for _, layer in candidates[-8:])
     raise UserError(
-        f"report.heatmap_layer is {name!r}, which is not a convolutional layer of model "
+        f"the heatmap layer {name!r} is not a convolutional layer of model "
         f"{model.name!r}; its last ones are {names}"
     )
 

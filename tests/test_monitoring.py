@@ -12,7 +12,7 @@ from conftest import REPO, make_class_images
 from test_resume import run_job
 from test_training import history, outputs, settings_for
 
-from smallcnn import experiments, monitor_config
+from smallcnn import datasets, experiments, monitor_config
 from smallcnn.errors import UserError
 
 DEFAULTS = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -198,3 +198,15 @@ def test_a_job_killed_in_epoch_3_resumes_the_schedule_where_it_stopped(monitored
     ]
     expected = [float(row["learning_rate"]) for row in history(reference["history_path"])]
     assert rates == pytest.approx(expected, rel=1e-6) == formula_rates()
+
+
+@pytest.mark.slow
+def test_every_demo_experiment_has_its_projector(demo_run):
+    """Features included: its embeddings come from the test features, its sprite from the
+    images."""
+    n_test = len(datasets.list_images(demo_run / "results" / "data" / "test")[0])
+    for name in ("scratch", "augmented", "features", "frozen", "finetuned"):
+        folder = demo_run / "results" / "tensorboard" / name / "1337" / "projector"
+        assert len((folder / "embeddings.tsv").read_text().splitlines()) == n_test, name
+        assert len((folder / "metadata.tsv").read_text().splitlines()) == n_test + 1, name
+        assert (folder / "sprite.png").is_file() and (folder / "projector_config.pbtxt").is_file()

@@ -279,7 +279,8 @@ def test_heatmaps_of_saved_frozen_and_finetuned_models(demo_run, tmp_path):
 
     test = demo_run / "results" / "data" / "test"
     # Two images of each class: one batch.
-    images = [path for folder in sorted(test.iterdir()) for path in sorted(folder.iterdir())[:2]]
+    folders = sorted(path for path in test.iterdir() if path.is_dir())
+    images = [path for folder in folders for path in sorted(folder.iterdir())[:2]]
     for experiment in ("frozen", "finetuned"):
         model = demo_run / "results" / "models" / experiment / "1337.keras"
         rows = predict.predict(model, images, heatmaps_dir=tmp_path / experiment)

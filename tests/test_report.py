@@ -311,6 +311,7 @@ def fabricate_results(
         for run_seed in seeds:
             write_benchmark(benchmarks / "train" / name / f"{run_seed}.tsv", 125.0, 2500.0)
             write_benchmark(benchmarks / "evaluate" / name / f"{run_seed}.tsv", 12.0, 900.0)
+        write_benchmark(benchmarks / "heatmaps" / name / f"{seeds[0]}.tsv", 9.0, 700.0)
     return record
 
 
@@ -687,6 +688,7 @@ def test_provenance_lists_jobs_weights_versions_and_git_commit(full_report):
         *(f"features/vgg16/none/{s}" for s in PER_CLASS),
         *(f"train/{n}/{SEED}" for n in ALL),
         *(f"evaluate/{n}/{SEED}" for n in ALL),
+        *(f"heatmaps/{n}/{SEED}" for n in ALL),
     }
     train = next(row for row in page.tables["benchmark-table"] if row[0] == f"train/frozen/{SEED}")
     assert train[1:] == ["2 min 05 s", "3 min 20 s", "2500 MB"]

@@ -239,4 +239,8 @@ def test_fabricated_report_in_chromium(tmp_path):
 
 @pytest.mark.slow
 def test_demo_report_in_chromium(demo_run):
-    assert_report_reads_well(demo_run / "results" / "report.html")
+    seen = assert_report_reads_well(demo_run / "results" / "report.html")
+    alts = [image["alt"] for image in seen["images"]]
+    # Real Grad-CAM overlays and the images of the first-ranked model's confusion cells.
+    assert any(alt.startswith("Heatmap of ") for alt in alts)
+    assert any(" taken for " in alt and ": test image " in alt for alt in alts)
