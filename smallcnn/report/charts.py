@@ -141,6 +141,10 @@ def learning_rates(ax, runs, several):
             label="learning rate" if index == 0 else None,
         )
     rates_axis.set_yscale("log")
+    rates = [rate for run in drawn for rate in run.history["learning_rate"]]
+    if min(rates) == max(rates):
+        # A constant rate mid-height, not on the frame matplotlib would draw it on.
+        rates_axis.set_ylim(min(rates) / 3, max(rates) * 3)
     rates_axis.set_ylabel("learning rate", fontsize=7, color=figures.LR_COLOUR)
     rates_axis.tick_params(axis="y", labelsize=6, colors=figures.LR_COLOUR)
     rates_axis.legend(fontsize=7, loc="upper right")
