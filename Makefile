@@ -1,12 +1,13 @@
 # make demo  - set up .venv and run the offline demo to results/report.html
 # make run   - the real dataset (needs internet): results/report.html
 # make test  - set up .venv, run the linters and the test suite
+# make rulegraph - redraw docs/rulegraph.{dot,svg} after adding or rewiring a rule (needs Graphviz)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: setup demo run test lint
+.PHONY: setup demo run test lint rulegraph
 setup: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,3 +30,6 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+rulegraph: setup
+	$(BIN)/python docs/rulegraph.py

@@ -4,9 +4,7 @@ import sys
 
 import yaml
 
-# The rules' logic lives in the smallcnn package of this checkout; these modules import no
-# TensorFlow, so building the DAG stays fast.
-sys.path.insert(0, workflow.basedir)
+# The Snakefile puts this checkout's smallcnn package on the path.
 from smallcnn import experiments as declared_experiments, monitor_config, registry
 from smallcnn.codehash import code_hash
 from smallcnn.errors import UserError
@@ -65,7 +63,7 @@ def weights_id(weights):
 CACHED_FROZEN = [
     e.name
     for e in EXPERIMENTS.values()
-    if e.kind == "frozen"
+    if registry.KINDS[e.kind].builds_frozen_base
     and config["cache_frozen"]
     and e.conv_base["weights"] != "none"
 ]
@@ -76,7 +74,7 @@ FEATURE_WEIGHTS = {
     for base in (
         e.conv_base
         for e in EXPERIMENTS.values()
-        if e.kind == "features" or e.name in CACHED_FROZEN
+        if registry.KINDS[e.kind].trains_on_features or e.name in CACHED_FROZEN
     )
 }
 
@@ -128,8 +126,7 @@ def train_params(wildcards):
         # Only where it applies: toggling it reruns exactly the frozen-base experiments.
         **(
             {"cache_frozen": config["cache_frozen"]}
-            if registry.KINDS[experiment.kind].uses_base
-            and registry.KINDS[experiment.kind].inputs == "images"
+            if registry.KINDS[experiment.kind].runs_base_on_images
             else {}
         ),
         # Here, not as a separate params entry: the backup's fingerprint is made of these
@@ -143,7 +140,7 @@ def train_inputs(wildcards):
     test split only for TensorBoard's projector (callbacks.tensorboard.embeddings)."""
     experiment = EXPERIMENTS[wildcards.experiment]
     projector = monitor_config.tensorboard(experiment.settings)["embeddings"]
-    if experiment.kind == "features":
+    if registry.KINDS[experiment.kind].trains_on_features:
         inputs = {
             split: f"{features_dir(experiment)}/{split}.h5"
             for split in ("train", "validation")
@@ -167,14 +164,9 @@ def train_inputs(wildcards):
 
 def test_input(wildcards):
     experiment = EXPERIMENTS[wildcards.experiment]
-    if experiment.kind == "features":
+    if registry.KINDS[experiment.kind].trains_on_features:
         return f"{features_dir(experiment)}/test.h5"
     return "results/data/test"
-
-
-def trained_runs():
-    """Every (experiment, seed) whose training the report depends on."""
-    return per_run("{experiment}/{seed}")
 
 
 def extractions():
@@ -182,7 +174,7 @@ def extractions():
     return [
         f"{features_dir(e).removeprefix('results/features/')}/{split}"
         for e in EXPERIMENTS.values()
-        if e.kind == "features"
+        if registry.KINDS[e.kind].trains_on_features
         for split in SPLITS
     ]
 
@@ -230,7 +222,7 @@ def heatmap_inputs(wildcards):
         "errors": f"results/errors/{experiment.name}/{wildcards.seed}.csv",
         "test": "results/data/test",
     }
-    if experiment.kind == "features":
+    if registry.KINDS[experiment.kind].trains_on_features:
         base = experiment.conv_base
         inputs["test_features"] = f"{features_dir(experiment)}/test.h5"
         inputs["weights"] = weights_file(base["name"], base["weights"])

@@ -5,11 +5,18 @@ import json
 import logging
 from pathlib import Path
 
+import keras
 import numpy as np
 
-from smallcnn import datasets, devices, features, models
+from smallcnn import datasets, devices, feature_file, models
 from smallcnn.errors import UserError
-from smallcnn.metrics import class_metrics, confusion_matrix, roc_auc
+from smallcnn.metrics import (
+    class_metrics,
+    confusion_matrix,
+    predicted_classes,
+    probability_columns,
+    roc_auc,
+)
 from smallcnn.stats import accuracy_ci95
 
 log = logging.getLogger(__name__)
@@ -25,13 +32,6 @@ def class_probabilities(outputs):
         p = outputs.reshape(-1)
         return np.stack([1 - p, p], axis=1)
     return outputs
-
-
-def predicted_classes(probabilities):
-    """Class index per row; for two classes class 1 needs p > 0.5, as Keras' binary accuracy."""
-    if probabilities.shape[1] == 2:
-        return (probabilities[:, 1] > 0.5).astype(int)
-    return probabilities.argmax(axis=1)
 
 
 def cross_entropy(labels, probabilities):
@@ -57,8 +57,6 @@ def evaluate(
     `test`: the test split folder, or the test features (.h5) for the features experiment;
     `test_images`: the folder of the test images (default: `test`), for the errors' paths.
     """
-    import keras
-
     # The job's threads and GPU memory growth; the loaded model keeps the precision it was
     # trained with (its layers' saved dtype policies).
     devices.configure("float32", multi_gpu=False, threads=threads)
@@ -66,7 +64,7 @@ def evaluate(
     class_names, _ = models.model_info(model)
     summary = json.loads(Path(summary_path).read_text())
     if str(test).endswith(".h5"):
-        test_set = features.read_features(test)
+        test_set = feature_file.read(test)
         if test_set.class_names != class_names:
             raise UserError(f"{test} has classes {test_set.class_names}, the model {class_names}")
         outputs = model.predict(test_set.features, batch_size=batch_size, verbose=0)
@@ -105,7 +103,10 @@ def evaluate(
     Path(predictions_path).parent.mkdir(parents=True, exist_ok=True)
     with open(predictions_path, "w", newline="") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["file", "label", "predicted", "probability", "correct"])
+        writer.writerow(
+            ["file", "label", "predicted", "probability", "correct"]
+            + probability_columns(class_names)
+        )
         for i, file in enumerate(files):
             writer.writerow(
                 [
@@ -114,6 +115,9 @@ def evaluate(
                     class_names[predicted[i]],
                     f"{probabilities[i, predicted[i]]:.6f}",
                     "true" if correct[i] else "false",
+                    # Every class's, exactly (repr round-trips): the report averages them over
+                    # seeds and must predict as this file does for one seed.
+                    *(repr(float(p)) for p in probabilities[i]),
                 ]
             )
     if errors_path is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 
+from smallcnn import devices
 from smallcnn.errors import UserError
 
 PACKAGES = (
@@ -66,23 +67,12 @@ def git_state(repo):
     return {"commit": commit, "dirty": bool(changed), "changed": changed}
 
 
-def cpu_model():
-    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine():
     """The machine this report was rendered on."""
     return {
         "host": platform.node(),
         "system": platform.platform(),
-        "cpu": cpu_model(),
+        "cpu": devices.cpu_model(),
         "cores": os.cpu_count(),
         "memory_gb": psutil.virtual_memory().total / 1e9,
     }
