@@ -66,13 +66,13 @@ def _features_base(conv_base, weights, seed, test_features, files, images):
     does not reproduce the stored features of `files`."""
     import keras
 
-    from smallcnn import features, models
+    from smallcnn import feature_file, models
 
     if conv_base is None:
         return None, "the model does not say which conv base made its features"
     keras.utils.set_random_seed(seed)
     base = models.build_conv_base(conv_base["name"], weights or None, (*images.shape[1:3], 3))
-    stored = features.read_features(test_features)
+    stored = feature_file.read(test_features)
     rows = {file: index for index, file in enumerate(stored.files)}
     missing = [file for file in files if file not in rows]
     if missing:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from smallcnn import models
 from smallcnn.errors import UserError
@@ -121,8 +122,6 @@ class GradCam:
     """Grad-CAM of a saved model; `base` is the conv base in front of a features classifier."""
 
     def __init__(self, model, layer=None, base=None):
-        import tensorflow as tf
-
         self.model = model
         self.chain = _chain(model, base)
         self.owner, self.layer = find_layer(model, layer, base)
@@ -164,8 +163,6 @@ class GradCam:
         raise AssertionError("the output layer is part of the chain")
 
     def _as_probabilities(self, logits):
-        import tensorflow as tf
-
         if self.n_classes == 1:
             probabilities = tf.sigmoid(logits)
             return tf.concat([1.0 - probabilities, probabilities], axis=1)
@@ -175,8 +172,6 @@ class GradCam:
         return self._as_probabilities(self._forward(images)[1])
 
     def _maps(self, images, classes):
-        import tensorflow as tf
-
         with tf.GradientTape() as tape:
             spatial, logits = self._forward(images)
             if self.n_classes == 1:

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from smallcnn import models, monitor_config
+from smallcnn import datasets, evaluation, feature_file, models, monitor_config, registry
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -102,15 +103,11 @@ class Diagnostics(keras.callbacks.Callback):
         self._writer = None
 
     def writer(self):
-        import tensorflow as tf
-
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir / DIAGNOSTICS_DIR))
         return self._writer
 
     def on_train_begin(self, logs=None):
-        import tensorflow as tf
-
         model = self.model
         forward = tf.function(lambda x: model(x, training=False))
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
@@ -130,8 +127,6 @@ class Diagnostics(keras.callbacks.Callback):
             self.write(epoch)
 
     def write(self, epoch):
-        import tensorflow as tf
-
         model = self.model
         with tf.GradientTape() as tape:
             predictions = model(self.inputs, training=False)
@@ -195,15 +190,12 @@ def write_projector(model_path, test, log_dir, image_size, batch_size, test_imag
     projector_config.pbtxt that names them, plus an event file that makes the folder a run
     TensorBoard lists. `test`: the test split folder, or the test features (.h5) of a features
     model, whose images are then read from `test_images` for the sprite."""
-    import tensorflow as tf
     from tensorboard.plugins import projector
-
-    from smallcnn import datasets, evaluation, features
 
     model = keras.saving.load_model(model_path, compile=False)
     class_names, _ = models.model_info(model)
     if str(test).endswith(".h5"):
-        stored = features.read_features(test)
+        stored = feature_file.read(test)
         inputs, files, labels = stored.features, stored.files, stored.labels
         images_dir = Path(test_images) if test_images else None
     else:
@@ -252,14 +244,13 @@ def write_projector(model_path, test, log_dir, image_size, batch_size, test_imag
 def fixed_batch(settings, inputs, data):
     """The diagnostics' validation batch: the first batch of the validation split. Images are
     read apart from the training pipeline, whose cache a partial read would leave unfinished."""
-    from smallcnn import datasets, registry
-
-    if registry.KINDS[settings["kind"]].inputs == "features":
+    if registry.KINDS[settings["kind"]].trains_on_features:
         return next(iter(data.validation))
-    folder = inputs["validation"]
-    folder = folder if isinstance(folder, str | Path) else list(folder)[0]
     image_set = datasets.load_images(
-        folder, settings["image_size"], settings["batch_size"], class_names=data.class_names
+        datasets.single_path(inputs["validation"]),
+        settings["image_size"],
+        settings["batch_size"],
+        class_names=data.class_names,
     )
     return next(iter(image_set.dataset))
 
@@ -283,15 +274,11 @@ def end_of_training(settings, inputs, model_path, log_dir):
             "callbacks.tensorboard.embeddings needs the test split among the training job's "
             "inputs (rules/common.smk train_inputs gives it)"
         )
-
-    def single(value):
-        return value if value is None or isinstance(value, str | Path) else list(value)[0]
-
     write_projector(
         model_path,
-        single(inputs["test"]),
+        datasets.single_path(inputs["test"]),
         log_dir,
         tuple(settings["image_size"]),
         settings["batch_size"],
-        test_images=single(inputs.get("test_images")),
+        test_images=datasets.single_path(inputs.get("test_images")),
     )

@@ -21,7 +21,7 @@ def shown_experiments(order, experiments):
     return [
         name
         for name in order
-        if name == order[0] or registry.KINDS[experiments[name]["kind"]].inputs == "images"
+        if name == order[0] or not registry.KINDS[experiments[name]["kind"]].trains_on_features
     ]
 
 
