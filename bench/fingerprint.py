@@ -24,7 +24,7 @@ from pathlib import Path
 
 import common
 
-from smallcnn import fingerprint
+from smallcnn import devices, fingerprint
 from smallcnn.fingerprint import source_fingerprint
 
 OUT = common.REPO / "results" / "bench" / "fingerprint.json"
@@ -101,10 +101,10 @@ def main(argv=None):
         }
         results = {name: bench(path, args.rounds, scratch) for name, path in sources.items()}
         shutil.rmtree(folder)
-    flags = common.cpu_flags()
+    flags = devices.cpu_flags()
     report = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu_model": common.cpu_model(),
+        "cpu_model": devices.cpu_model(),
         "cpu_flags": sorted(flag for flag in ("avx2", "avx512_bf16") if flag in flags),
         "load_average_before": load_before,
         "load_average_after": common.load_average(),
