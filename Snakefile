@@ -74,6 +74,7 @@ include: "rules/features.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/export.smk"
+include: "rules/heatmaps.smk"
 include: "rules/report.smk"
 
 

@@ -18,6 +18,8 @@ rule evaluate:
     output:
         metrics="results/metrics/{experiment}/{seed}.json",
         predictions="results/predictions/{experiment}/{seed}.csv",
+        # Every test image ranked by its loss, with its path: the errors, file by file.
+        errors="results/errors/{experiment}/{seed}.csv",
     log:
         "logs/evaluate/{experiment}/{seed}.log",
     benchmark:
@@ -42,6 +44,9 @@ rule evaluate:
             if registry.KINDS[EXPERIMENTS[wc.experiment].kind].trains_on_features
             else TTA_VIEWS
         ),
+        # Where the test images are, to name them in the errors file (the features experiment
+        # is evaluated on their features).
+        test_images="results/data/test",
         code=code("evaluate"),
     script:
         "../scripts/evaluate.py"

@@ -26,6 +26,12 @@ rule report:
         summary="results/summary.csv",
         metrics=per_run("results/metrics/{experiment}/{seed}.json"),
         predictions=per_run("results/predictions/{experiment}/{seed}.csv"),
+        errors=per_run("results/errors/{experiment}/{seed}.csv"),
+        # Of the first seed of each experiment; the report shows the first-ranked one's and
+        # those of every experiment that trains on images.
+        heatmaps=expand(
+            "results/heatmaps/{experiment}/{seed}", experiment=NAMES, seed=SEEDS[0]
+        ),
         histories=per_run("results/history/{experiment}/{seed}.csv"),
         summaries=per_run("results/models/{experiment}/{seed}.json"),
         manifest="results/data/manifest.csv",
@@ -50,6 +56,11 @@ rule report:
                 object_storage.declared_benchmark(rules.export, workflow),
                 experiment=EXPORTED,
                 seed=EXPORT_SEED,
+            ),
+            *expand(
+                object_storage.declared_benchmark(rules.heatmaps, workflow),
+                experiment=NAMES,
+                seed=SEEDS[0],
             ),
         ],
     output:

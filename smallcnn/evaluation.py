@@ -49,10 +49,14 @@ def evaluate(
     batch_size,
     threads=None,
     tta_views=(),
+    errors_path=None,
+    test_images=None,
 ):
-    """Write the test metrics (json) and the per-image predictions (csv) of one model.
+    """Write the test metrics (json) and the per-image predictions (csv) of one model, and with
+    `errors_path` every test image ranked by its loss (write_errors).
 
-    `test`: the test split folder, or the test features (.h5) for the features experiment.
+    `test`: the test split folder, or the test features (.h5) for the features experiment;
+    `test_images`: the folder of the test images (default: `test`), for the errors' paths.
     `tta_views`: smallcnn.tta's view names; with any, the metrics gain tta_* figures beside the
     plain ones and the predictions tta_predicted and tta_probability (images only).
     """
@@ -146,6 +150,8 @@ def evaluate(
                 row += [class_names[k], f"{tta_probabilities[i, k]:.6f}"]
                 row += [repr(float(p)) for p in tta_probabilities[i]]
             writer.writerow(row)
+    if errors_path is not None:
+        write_errors(errors_path, files, labels, probabilities, class_names, test_images or test)
     log.info(
         "%s: test accuracy %.4f (95%% CI %.4f-%.4f) on %d images, loss %.4f, AUC %s",
         summary["experiment"],
@@ -157,3 +163,35 @@ def evaluate(
         metrics["roc_auc"],
     )
     return metrics
+
+
+ERROR_COLUMNS = ("rank", "loss", "file", "path", "true", "predicted", "probability", "p_true")
+
+
+def write_errors(path, files, labels, probabilities, class_names, images_dir):
+    """Every test image ranked by its cross-entropy, the worst first (ties by file): `file`
+    relative to the test split (as in the predictions), `path` the image itself, the true and
+    predicted class, the predicted class's probability and the true class's (`p_true`)."""
+    labels = np.asarray(labels, dtype=int)
+    predicted = predicted_classes(probabilities)
+    p_true = probabilities[np.arange(len(labels)), labels]
+    losses = -np.log(np.clip(p_true, EPSILON, 1 - EPSILON))
+    order = sorted(range(len(files)), key=lambda i: (-losses[i], files[i]))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(ERROR_COLUMNS)
+        for rank, i in enumerate(order, start=1):
+            writer.writerow(
+                [
+                    rank,
+                    f"{losses[i]:.6f}",
+                    files[i],
+                    (Path(images_dir) / files[i]).as_posix(),
+                    class_names[labels[i]],
+                    class_names[predicted[i]],
+                    f"{probabilities[i, predicted[i]]:.6f}",
+                    f"{p_true[i]:.6f}",
+                ]
+            )

@@ -102,7 +102,8 @@ def _feature_base(conv_base, weights):
 
 
 def _keras_model(model_path, weights):
-    """(float images -> outputs, class names, image size, whether it takes features)."""
+    """(model, its conv base for a model that takes features or None, class names, image
+    size)."""
     import keras
 
     from smallcnn import models
@@ -110,13 +111,9 @@ def _keras_model(model_path, weights):
     model = keras.saving.load_model(model_path, compile=False)
     class_names, conv_base = models.model_info(model)
     if model.input_shape[-1] == 3 and len(model.input_shape) == 4:
-        return model.predict_on_batch, class_names, tuple(model.input_shape[1:3]), False
+        return model, None, class_names, tuple(model.input_shape[1:3])
     base, image_size = _feature_base(conv_base, weights)
-
-    def run(images):
-        return model.predict(base.predict(images, verbose=0), verbose=0)
-
-    return run, class_names, image_size, True
+    return model, base, class_names, image_size
 
 
 def predict(
@@ -126,18 +123,28 @@ def predict(
     min_side=MIN_SIDE,
     max_image_pixels=MAX_IMAGE_PIXELS,
     tta_views=(),
+    heatmaps_dir=None,
+    heatmap_layer=None,
 ):
     """Rows {file, predicted, probability, error} for every file of `paths`; a file outside
     the bounds of the data stage (`min_side`, `max_image_pixels`) gets an error row.
 
     `model_path`: a .keras file or an exported artifact (smallcnn.artifacts); `tta_views`:
-    smallcnn.tta's view names whose probabilities are averaged, as evaluation does.
+    smallcnn.tta's view names whose probabilities are averaged, as evaluation does. With
+    `heatmaps_dir`, each classified image's Grad-CAM map of its predicted class is written there
+    (smallcnn.heatmaps.HeatmapFiles) and its row gets the overlay's path as `heatmap`.
     """
+    if heatmaps_dir is not None and Path(model_path).suffix.lower() != ".keras":
+        raise UserError(
+            f"--heatmaps needs a .keras model: {model_path} is an exported artifact, which keeps "
+            "no gradients of its layers; give the results/models/<experiment>/<seed>.keras file"
+        )
     # Imported here, not at the top: main holds what TensorFlow's import writes to the terminal.
     import tensorflow as tf
 
     from smallcnn import evaluation
 
+    cam = files = None
     if artifacts.runtime_format(model_path):
         artifact = artifacts.load(model_path)
         class_names, image_size = artifact.class_names, artifact.image_size
@@ -147,12 +154,23 @@ def predict(
             return artifact.run(artifacts.as_uint8(images))
 
     else:
-        run, class_names, image_size, takes_features = _keras_model(model_path, weights)
-        if tta_views and takes_features:
+        model, base, class_names, image_size = _keras_model(model_path, weights)
+        if tta_views and base is not None:
             raise UserError(
                 "--tta applies to models that take images: a features model is evaluated "
                 "without test-time augmentation too (its exported artifact takes images)"
             )
+
+        def run(images):
+            if base is None:
+                return model.predict_on_batch(images)
+            return model.predict(base.predict(images, verbose=0), verbose=0)
+
+        if heatmaps_dir is not None:
+            from smallcnn import heatmaps
+
+            cam = heatmaps.GradCam(model, heatmap_layer, base)
+            files = heatmaps.HeatmapFiles(heatmaps_dir)
 
     rows, batch, batch_rows = [], [], []
 
@@ -162,15 +180,20 @@ def predict(
         images = np.stack(batch).astype("float32")
         outputs = tta.predict(run, images, tta_views) if tta_views else run(images)
         probabilities = evaluation.class_probabilities(outputs)
-        for row, p, k in zip(
-            batch_rows, probabilities, evaluation.predicted_classes(probabilities), strict=True
-        ):
+        predicted = evaluation.predicted_classes(probabilities)
+        for row, p, k in zip(batch_rows, probabilities, predicted, strict=True):
             row.update(predicted=class_names[k], probability=f"{p[k]:.6f}")
+        if cam is not None:
+            found = cam(images, classes=predicted)
+            for row, image, heatmap in zip(batch_rows, images, found.maps, strict=True):
+                row["heatmap"] = str(files.write(row["file"], image, heatmap))
         batch.clear()
         batch_rows.clear()
 
     for path in expand(paths):
         row = {"file": str(path), "predicted": "", "probability": "", "error": ""}
+        if cam is not None:
+            row["heatmap"] = ""
         rows.append(row)
         try:
             data, problem = check_file(path, min_side, max_image_pixels)
@@ -233,6 +256,17 @@ def main(argv=None):
         help="leave the horizontal flip out of the views, as evaluation does when "
         "augmentation.horizontal_flip is false",
     )
+    parser.add_argument(
+        "--heatmaps",
+        metavar="DIR",
+        help="also write each classified image's class-activation map (Grad-CAM) of its "
+        "predicted class to DIR: <stem>.png overlaid on the image, <stem>.npy the map (float32, "
+        "0..1, the model's input size); the CSV gains a heatmap column",
+    )
+    parser.add_argument(
+        "--heatmap-layer",
+        help="the conv layer the maps are computed from (default: the model's last one)",
+    )
     parser.add_argument("paths", nargs="+", metavar="IMAGE_OR_DIR")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -249,6 +283,8 @@ def main(argv=None):
                 args.min_side,
                 args.max_image_pixels,
                 tta_views=views,
+                heatmaps_dir=args.heatmaps,
+                heatmap_layer=args.heatmap_layer,
             )
         except (UserError, OSError, ValueError) as error:
             failure = error
@@ -257,7 +293,8 @@ def main(argv=None):
         return 2
     with contextlib.ExitStack() as stack:
         stream = stack.enter_context(open(args.out, "w", newline="")) if args.out else sys.stdout
-        writer = csv.DictWriter(stream, fieldnames=["file", "predicted", "probability", "error"])
+        columns = ["file", "predicted", "probability", "error"]
+        writer = csv.DictWriter(stream, fieldnames=columns + (["heatmap"] if args.heatmaps else []))
         writer.writeheader()
         writer.writerows(rows)
     failed = sum(1 for row in rows if row["error"])

@@ -292,6 +292,8 @@ def test_one_experiments_override_reruns_exactly_its_jobs(declared_run, tmp_path
     jobs = planned_jobs(dry_run(declared_run, tmp_path, {"experiments": changed}))
     assert jobs == {
         *{(rule, "fast_scratch", seed) for rule in ("train", "evaluate") for seed in SEEDS},
+        # The report's heatmaps are of the first seed.
+        ("heatmaps", "fast_scratch", SEEDS[0]),
         ("summarize", None, None),
         ("report", None, None),
     }

@@ -219,7 +219,7 @@ def test_the_report_shows_one_table_per_exported_model(exported, tmp_path):
     inputs.exports = [folder(exported, "scratch"), folder(exported, "features")]
     write_report(inputs, report_settings(["scratch", "features"]), tmp_path / "report.html")
     page = Page((tmp_path / "report.html").read_text(encoding="utf-8"))
-    assert page.sections[5:] == ["exports", "data", "provenance"]
+    assert page.sections[5:] == ["heatmaps", "exports", "data", "provenance"]
     for name in ("scratch", "features"):
         table = page.tables[f"export-{name}"]
         assert [row[0].split()[0] for row in table] == ["keras_float32", *FORMATS]

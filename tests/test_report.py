@@ -19,8 +19,8 @@ import yaml
 from conftest import REPO, make_class_images, run_snakemake
 from PIL import Image
 
+from smallcnn import evaluation, heatmap_examples, heatmaps, registry
 from smallcnn import experiments as declared_experiments
-from smallcnn import registry
 from smallcnn.errors import UserError
 from smallcnn.report import ReportInputs, ReportSettings, build_report, write_report
 from smallcnn.stats import mcnemar_exact
@@ -37,6 +37,7 @@ SECTIONS = [
     "learning-curves",
     "augmentation",
     "errors",
+    "heatmaps",
     "data",
     "provenance",
 ]
@@ -81,8 +82,18 @@ def write_benchmark(path, seconds, rss_mb):
     )
 
 
-def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)):
+def fabricate_results(
+    root,
+    experiments=ALL,
+    base="vgg16",
+    seed=0,
+    seeds=(SEED,),
+    classes=CLASSES,
+    per_class=PER_CLASS,
+    image_size=(40, 32),
+):
     """Write a complete results/ tree (and benchmarks/) under `root` in the workflow's formats.
+    A wrong prediction takes an image of class k for class k + 1.
 
     Returns {"correct": {name: {file: bool}}, "probability": {name: {file: p}}} of the first seed,
     and "runs": {(name, seed): {file: bool}} and "p_dog": {(name, seed): {file: P(dog)}} of every
@@ -92,9 +103,9 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
     rng = np.random.default_rng(seed)
     data = root / "results" / "data"
     split_rows, manifest_rows = [], []
-    for offset, (split, count) in enumerate(PER_CLASS.items()):
+    for offset, (split, count) in enumerate(per_class.items()):
         paths = make_class_images(
-            data / split, CLASSES, per_class=count, size=(40, 32), seed=offset, ext="png"
+            data / split, classes, per_class=count, size=image_size, seed=offset, ext="png"
         )
         for path in paths:
             label, name = path.parent.name, path.name
@@ -114,8 +125,8 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
                     "file": source,
                     "label": label,
                     "sha256": digest,
-                    "width": 40,
-                    "height": 32,
+                    "width": image_size[0],
+                    "height": image_size[1],
                     "status": "ok",
                     "detail": "",
                 }
@@ -145,7 +156,7 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
         {
             "n_files": len(manifest_rows),
             "n_ok": n_ok,
-            "by_class": {label: n_ok // 2 for label in CLASSES},
+            "by_class": {label: n_ok // len(classes) for label in classes},
             "by_reason": {
                 reason: {"count": len(files), "examples": files[:5]}
                 for reason, files in REJECTED.items()
@@ -199,12 +210,13 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
         right = set(
             rng.choice(test_files, size=round(ACCURACY[name] * len(test_files)), replace=False)
         )
-        rows, matrix = [], np.zeros((2, 2), dtype=int)
+        rows, matrix = [], np.zeros((len(classes), len(classes)), dtype=int)
         for file in test_files:
             label = truth[file]
-            predicted = label if file in right else next(c for c in CLASSES if c != label)
+            k = classes.index(label)
+            predicted = label if file in right else classes[(k + 1) % len(classes)]
             probability = float(rng.uniform(0.5, 1.0))
-            matrix[CLASSES.index(label), CLASSES.index(predicted)] += 1
+            matrix[k, classes.index(predicted)] += 1
             rows.append(
                 {
                     "file": file,
@@ -212,18 +224,31 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
                     "predicted": predicted,
                     "probability": f"{probability:.6f}",
                     "correct": "true" if file in right else "false",
+                    # The rest of the probability shared by the other classes.
                     **{
-                        f"p_{name}": repr(probability if name == predicted else 1 - probability)
-                        for name in CLASSES
+                        f"p_{c}": repr(
+                            probability
+                            if c == predicted
+                            else (1 - probability) / (len(classes) - 1)
+                        )
+                        for c in classes
                     },
                 }
             )
             record["runs"].setdefault((name, run_seed), {})[file] = file in right
-            record["p_dog"].setdefault((name, run_seed), {})[file] = float(rows[-1]["p_dog"])
+            if "p_dog" in rows[-1]:
+                record["p_dog"].setdefault((name, run_seed), {})[file] = float(rows[-1]["p_dog"])
             if first:
                 record["correct"].setdefault(name, {})[file] = file in right
                 record["probability"].setdefault(name, {})[file] = round(probability, 6)
-        write_csv(results / "predictions" / f"{run}.csv", rows, PREDICTION_COLUMNS)
+        write_csv(
+            results / "predictions" / f"{run}.csv",
+            rows,
+            [*PREDICTION_COLUMNS[:5], *(f"p_{c}" for c in classes)],
+        )
+        write_errors(results / "errors" / f"{run}.csv", rows, data / "test")
+        if first:
+            write_heatmaps(results / "heatmaps" / run, rows, data / "test", rng)
         epochs = 6
         lr = [1e-3] * 4 + [5e-4] * 2
         write_csv(
@@ -254,7 +279,7 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
                 "stopped_early": name != "scratch",
                 "train_seconds": 93.5,
                 "monitor": "val_loss",
-                "class_names": list(CLASSES),
+                "class_names": list(classes),
                 "lr_changes": [
                     {"epoch": 1, "learning_rate": 1e-3},
                     {"epoch": 5, "learning_rate": 5e-4},
@@ -278,7 +303,7 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
                 "balanced_accuracy": 0.8,
                 "macro_f1": 0.7,
                 "confusion_matrix": matrix.tolist(),
-                "class_names": list(CLASSES),
+                "class_names": list(classes),
                 "n_test": len(test_files),
                 "accuracy_ci95": [accuracy - 0.2, min(1.0, accuracy + 0.1)],
                 "epochs_run": epochs,
@@ -294,13 +319,83 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
     write_benchmark(benchmarks / "prepare.tsv", 3.2, 180.0)
     write_benchmark(benchmarks / "split.tsv", 1.5, 150.0)
     if "features" in experiments:
-        for split in PER_CLASS:
+        for split in per_class:
             write_benchmark(benchmarks / "features" / base / "none" / f"{split}.tsv", 20.0, 1500.0)
     for name in experiments:
         for run_seed in seeds:
             write_benchmark(benchmarks / "train" / name / f"{run_seed}.tsv", 125.0, 2500.0)
             write_benchmark(benchmarks / "evaluate" / name / f"{run_seed}.tsv", 12.0, 900.0)
+        write_benchmark(benchmarks / "heatmaps" / name / f"{seeds[0]}.tsv", 9.0, 700.0)
     return record
+
+
+def write_errors(path, rows, test_dir):
+    """The errors file evaluation.write_errors writes, from the fabricated predictions (two
+    classes: the true class's probability is the other one's complement when wrong)."""
+    ranked = []
+    for row in rows:
+        probability = float(row["probability"])
+        p_true = probability if row["correct"] == "true" else 1 - probability
+        ranked.append((-np.log(max(p_true, 1e-7)), row, p_true))
+    ranked.sort(key=lambda item: (-item[0], item[1]["file"]))
+    write_csv(
+        path,
+        [
+            {
+                "rank": rank,
+                "loss": f"{loss:.6f}",
+                "file": row["file"],
+                "path": f"{test_dir}/{row['file']}",
+                "true": row["label"],
+                "predicted": row["predicted"],
+                "probability": row["probability"],
+                "p_true": f"{p_true:.6f}",
+            }
+            for rank, (loss, row, p_true) in enumerate(ranked, start=1)
+        ],
+        list(evaluation.ERROR_COLUMNS),
+    )
+
+
+def write_heatmaps(directory, rows, test_dir, rng):
+    """What the heatmaps job writes: index.json and JPEG thumbnails, from the predictions and
+    the test images, with random maps (the report only embeds them)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    chosen = heatmap_examples.select(
+        [{**row, "true": row["label"]} for row in rows], wrong=6, right_per_class=3
+    )
+    examples = []
+    for number, row in enumerate(chosen, start=1):
+        with Image.open(test_dir / row["file"]) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        names = {"image": f"{number:03d}-image.jpg", "overlay": f"{number:03d}-overlay.jpg"}
+        heatmap = rng.uniform(0, 1, pixels.shape[:2])
+        (directory / names["image"]).write_bytes(heatmap_examples.jpeg(pixels, 112))
+        (directory / names["overlay"]).write_bytes(
+            heatmap_examples.jpeg(heatmaps.overlay(pixels, heatmap), 112)
+        )
+        examples.append(
+            {
+                "group": row["group"],
+                "file": row["file"],
+                "true": row["true"],
+                "predicted": row["predicted"],
+                "probability": row["probability"],
+                # The first wrong one had no positive evidence.
+                "scaled": number != 1,
+                **names,
+            }
+        )
+    write_json(
+        directory / "index.json",
+        {
+            "model": "model.keras",
+            "layer": "conv4",
+            "input_size": [32, 40],
+            "reason": None,
+            "examples": examples,
+        },
+    )
 
 
 def report_inputs(root, experiments, seeds=(SEED,)):
@@ -320,6 +415,8 @@ def report_inputs(root, experiments, seeds=(SEED,)):
         train=results / "data" / "train",
         test=results / "data" / "test",
         benchmarks=sorted((root / "benchmarks").rglob("*.tsv")),
+        errors=[results / "errors" / f"{run}.csv" for run in runs],
+        heatmaps=[results / "heatmaps" / f"{n}/{seeds[0]}" for n in experiments],
     )
 
 
@@ -419,14 +516,26 @@ def test_every_section_is_present_in_order(full_report):
     assert full_report["page"].sections == SECTIONS
 
 
+def heatmap_pairs(record, name, classes=CLASSES):
+    """Image pairs of `name` in "Where the model looks": up to 6 wrong, 3 right per class."""
+    correct = record["correct"][name]
+    wrong = sum(not right for right in correct.values())
+    right = [sum(ok for file, ok in correct.items() if file.startswith(f"{c}/")) for c in classes]
+    return min(6, wrong) + sum(min(3, n) for n in right)
+
+
 def test_every_image_has_alt_text_and_is_embedded(full_report):
     images = full_report["page"].images
-    # Accuracy chart, five learning curves, the three test images finetuned got wrong, and the
-    # two images of a near-duplicate pair.
-    assert len(images) == 1 + 5 + 3 + 2
+    record = full_report["record"]
+    # Accuracy chart, five learning curves, the three test images finetuned got wrong (in the
+    # gallery and in its confusion cells), image and heatmap pairs of the four experiments that
+    # train on images (features is not the first-ranked), and the two images of a
+    # near-duplicate pair.
+    pairs = sum(heatmap_pairs(record, name) for name in ALL if name != "features")
+    assert len(images) == 1 + 5 + 3 + 3 + 2 * pairs + 2
     for image in images:
         assert image.get("alt", "").strip(), image
-        assert image["src"].startswith("data:image/png;base64,"), image["src"][:40]
+        assert image["src"].startswith(("data:image/png;base64,", "data:image/jpeg;base64,"))
 
 
 def test_the_report_is_self_contained_and_needs_no_javascript(full_report):
@@ -503,6 +612,69 @@ def test_confusion_matrices_and_most_confidently_wrong_images(full_report):
     assert [re.match(r"Test image (\S+):", i["alt"]).group(1) for i in thumbnails] == expected
 
 
+def test_confusion_cells_open_to_their_images_and_confused_pairs_are_listed(full_report):
+    page, record, html = full_report["page"], full_report["record"], full_report["html"]
+    correct, probability = record["correct"]["finetuned"], record["probability"]["finetuned"]
+    # Two classes: every wrong cat is taken for a dog and every wrong dog for a cat.
+    wrong = {c: [f for f, ok in correct.items() if not ok and f.startswith(c)] for c in CLASSES}
+    assert page.tables["confused-pairs"] == [
+        ["cat", "dog", str(len(wrong["cat"])), str(len(wrong["dog"])),
+         str(sum(map(len, wrong.values()))), f"{100 * sum(map(len, wrong.values())) / 20:.1f}%"]
+    ]  # fmt: skip
+    cells = re.findall(r'<details class="cell">\s*<summary>(\w+) taken for (\w+): (\d+)', html)
+    expected = sorted(
+        ((c, other, len(files)) for c, other in (CLASSES, CLASSES[::-1]) for files in [wrong[c]]),
+        key=lambda cell: -cell[2],
+    )
+    assert [(a, b, int(n)) for a, b, n in cells] == [cell for cell in expected if cell[2]]
+    for true, predicted, files in ((c, o, wrong[c]) for c, o in (CLASSES, CLASSES[::-1])):
+        shown = [
+            re.match(r".*: test image (\S+),", image["alt"]).group(1)
+            for image in page.images
+            if image["alt"].startswith(f"{true} taken for {predicted}:")
+        ]
+        # The worst loss first: the most confident of the wrong ones.
+        assert shown == sorted(files, key=lambda f: (-probability[f], f))
+    assert "results/errors/finetuned/1337.csv" in html
+
+
+def test_where_the_model_looks_shows_the_first_ranked_and_every_image_experiment(full_report):
+    page, record, html = full_report["page"], full_report["record"], full_report["html"]
+    # Rank order; features (trained on features, not first-ranked) is left out.
+    shown = re.findall(r'<div class="heatmaps" id="heatmaps-([^"]+)">', html)
+    assert shown == ["finetuned", "frozen", "augmented", "scratch"]
+    for name in shown:
+        inputs = [i for i in page.images if i["alt"].startswith(f"Input of {name}, ")]
+        overlays = [i for i in page.images if i["alt"].startswith(f"Heatmap of {name} over ")]
+        assert len(inputs) == len(overlays) == heatmap_pairs(record, name)
+        assert all(i["src"].startswith("data:image/jpeg;base64,") for i in inputs + overlays)
+        # The wrong ones first, most confident first.
+        correct, probability = record["correct"][name], record["probability"][name]
+        wrong = sorted((f for f, ok in correct.items() if not ok), key=lambda f: -probability[f])
+        files = [re.match(rf"Input of {name}, (\S+):", i["alt"]).group(1) for i in inputs]
+        assert files[: min(6, len(wrong))] == wrong[:6]
+    # The fabricated first wrong map of each experiment had no positive evidence.
+    assert html.count("<em>no positive evidence</em>") == 4
+    assert html.count("Layer <code>conv4</code>") == 4
+
+
+def test_a_first_ranked_features_experiment_is_shown_and_missing_heatmaps_are_said(tmp_path):
+    subset = ["scratch", "features"]
+    fabricate_results(tmp_path, subset)
+    inputs = report_inputs(tmp_path, subset)
+    out = tmp_path / "report.html"
+    write_report(inputs, report_settings(subset), out)
+    html = out.read_text()
+    # features (75%) ranks before scratch (55%).
+    assert re.findall(r'id="heatmaps-([^"]+)"', html) == ["features", "scratch"]
+    inputs.heatmaps = inputs.heatmaps[:1]
+    inputs.errors = []
+    write_report(inputs, report_settings(subset), out)
+    html = out.read_text()
+    assert "No heatmaps of this experiment were given to the report." in html
+    assert "No errors file was given to the report." in html
+
+
 def test_data_tables_count_images_per_split_and_rejections_per_reason(full_report):
     page = full_report["page"]
     assert page.tables["split-table"] == [
@@ -530,6 +702,7 @@ def test_provenance_lists_jobs_weights_versions_and_git_commit(full_report):
         *(f"features/vgg16/none/{s}" for s in PER_CLASS),
         *(f"train/{n}/{SEED}" for n in ALL),
         *(f"evaluate/{n}/{SEED}" for n in ALL),
+        *(f"heatmaps/{n}/{SEED}" for n in ALL),
     }
     train = next(row for row in page.tables["benchmark-table"] if row[0] == f"train/frozen/{SEED}")
     assert train[1:] == ["2 min 05 s", "3 min 20 s", "2500 MB"]
@@ -836,3 +1009,52 @@ def test_the_books_figures_appear_only_for_cats_and_dogs_with_the_books_settings
     # The last cell is the training time, as the header's last column.
     assert [row[-1] for row in rows] == ["1 min 34 s", "1 min 34 s"]
     assert "Book" not in html and "book's figures" not in html and "diamond" not in html
+
+
+def test_learning_curves_draw_each_epochs_learning_rate_and_name_the_schedule(tmp_path):
+    from smallcnn.report import charts
+    from smallcnn.report.loading import load_runs
+
+    fabricate_results(tmp_path, ["scratch"])
+    inputs = report_inputs(tmp_path, ["scratch"])
+    [run] = load_runs(inputs, ["scratch"], [SEED])["scratch"]
+    figure = charts.learning_curves([run], "scratch")
+    accuracy, loss, rates = figure.axes
+    assert rates.get_yscale() == "log" and rates.get_ylabel() == "learning rate"
+    [line] = rates.get_lines()
+    assert list(line.get_ydata()) == run.history["learning_rate"].tolist()
+    assert list(line.get_xdata()) == [1, 2, 3, 4, 5, 6]
+
+    settings = report_settings(["scratch"])
+    callbacks = settings.experiments[0]["settings"]["callbacks"]
+    callbacks["lr_schedule"] = {"kind": "cosine", "warmup_epochs": 2, "min_learning_rate": 0.0}
+    out = tmp_path / "report.html"
+    write_report(inputs, settings, out)
+    text = " ".join(out.read_text().split())
+    assert "then its cosine schedule after a warm-up of 2 epochs (the dotted line)." in text
+
+
+@pytest.mark.slow
+def test_a_forty_class_report_keeps_its_size_reasonable(tmp_path):
+    """Five experiments on 40 classes of 64 px images, 10 test images per class: the confusion
+    cells and the heatmaps of 3 right images per class are the bulk of it."""
+    classes = tuple(f"breed{k:02d}" for k in range(40))
+    record = fabricate_results(
+        tmp_path,
+        classes=classes,
+        per_class={"train": 2, "validation": 1, "test": 10},
+        image_size=(64, 64),
+    )
+    out = tmp_path / "results" / "report.html"
+    write_report(report_inputs(tmp_path, ALL), report_settings(ALL), out)
+    html = out.read_text()
+    size = out.stat().st_size
+    print(f"\n40-class fabricated report: {size / 1e6:.2f} MB")
+    page = Page(html)
+    # Ten cells of finetuned, each of its images (at most 12), and ten confused pairs.
+    assert html.count('<details class="cell">') == 10
+    assert len(page.tables["confused-pairs"]) == 10
+    # Each experiment trained on images shows 3 right images of each of the 40 classes.
+    overlays = [i for i in page.images if i["alt"].startswith("Heatmap of finetuned over ")]
+    assert len(overlays) == heatmap_pairs(record, "finetuned", classes) > 100
+    assert size < 8_000_000

@@ -258,6 +258,8 @@ def test_every_output_is_an_object_in_the_bucket(pods_run, s3):
         f"logs/train/scratch/{SEED}.log",
         # The demo's export, a directory output, and the parity that proves it.
         f"results/export/scratch/{SEED}/parity.json",
+        # The heatmaps job's directory output.
+        f"results/heatmaps/scratch/{SEED}/index.json",
     } <= set(stored)
     splits = read_csv(s3, pods_run.prefix, "results/data/splits.csv")
     assert {row["split"] for row in splits} == {"train", "validation", "test"}
@@ -275,9 +277,9 @@ def test_every_output_is_an_object_in_the_bucket(pods_run, s3):
     in_pods = re.findall(r"^rule (\w+):", pods_run.output, re.MULTILINE)
     assert ran_here == LOCAL_RULES
     assert sorted(in_pods) == sorted(
-        ["extract_features"] * 3 + ["train"] * 2 + ["evaluate"] * 2 + ["export", "summarize"]
+        ["extract_features"] * 3 + ["train", "evaluate", "heatmaps"] * 2 + ["export", "summarize"]
     )
-    assert len(list((pods_run.checkout / ".snakemake" / "auxiliary" / "pod-logs").iterdir())) == 9
+    assert len(list((pods_run.checkout / ".snakemake" / "auxiliary" / "pod-logs").iterdir())) == 11
 
     # The report ran where the checkout's history is: it names the commit.
     commit = subprocess.run(

@@ -194,7 +194,7 @@ def test_the_report_measures_tta_and_says_which_experiments_go_without(tmp_path)
     write_report(report_inputs(tmp_path, ALL), settings, out)
     html = out.read_text(encoding="utf-8")
     page = Page(html)
-    assert page.sections[5:] == ["tta", "data", "provenance"]
+    assert page.sections[5:] == ["heatmaps", "tta", "data", "provenance"]
     table = {row[0]: row for row in page.tables["tta-table"]}
     assert list(table) == ["scratch", "augmented", "frozen", "finetuned"]
     # 9 images only TTA got right, none the other way: McNemar p = 2 / 2**9.

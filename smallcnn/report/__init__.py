@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from smallcnn import figures, metrics
-from smallcnn.report import charts, duplicates, exports, facts, sections, tta
+from smallcnn.report import charts, confused, duplicates, exports, facts, looks, sections, tta
 from smallcnn.report import comparisons as comparing
 from smallcnn.report.loading import load_runs, plain, read_csv
 from smallcnn.report.render import render
@@ -15,7 +15,16 @@ log = logging.getLogger(__name__)
 
 SPLITS_COLUMNS = ("file", "label", "split", "path")
 PRIMARY_LABELS = {key: label for key, label in metrics.PRIMARY_METRICS.values()}
-LISTS = ("metrics", "predictions", "histories", "summaries", "benchmarks", "exports")
+LISTS = (
+    "metrics",
+    "predictions",
+    "histories",
+    "summaries",
+    "benchmarks",
+    "exports",
+    "errors",
+    "heatmaps",
+)
 
 
 @dataclass
@@ -36,6 +45,10 @@ class ReportInputs:
     benchmarks: list
     # results/export/<experiment>/<seed> folders, each with model.json and parity.json.
     exports: list = field(default_factory=list)
+    # results/errors/<experiment>/<seed>.csv and results/heatmaps/<experiment>/<seed>/: without
+    # them the report says that it was given none.
+    errors: list = field(default_factory=list)
+    heatmaps: list = field(default_factory=list)
 
 
 @dataclass
@@ -138,6 +151,10 @@ def report_context(inputs, settings, writer):
         "min_pairs": comparing.MIN_PAIRS,
         "settings": sections.settings_rows(settings.experiments, runs),
         "curves": sections.learning_curve_sections(runs, writer),
+        "schedules": {
+            name: (e["settings"].get("callbacks") or {}).get("lr_schedule") or {"kind": "none"}
+            for name, e in experiments.items()
+        },
         "augmentation": sections.augmentation_section(
             inputs, settings, settings.experiments, splits, writer
         ),
@@ -147,6 +164,8 @@ def report_context(inputs, settings, writer):
         ),
         "tta": tta_effect,
         "exports": exported,
+        "confused": confused.errors_section(runs[best][0], inputs.errors, inputs.test),
+        "looks": looks.heatmap_section(inputs.heatmaps, runs, order, experiments),
         "data": facts.data_section(splits, inputs.manifest, inputs.rejections),
         "near_duplicates": duplicates.near_duplicate_section(
             inputs.near_duplicates, inputs.near_duplicates_split
@@ -158,11 +177,11 @@ def report_context(inputs, settings, writer):
 
 
 def section_numbers(tta_effect, exported):
-    """The numbers of the sections after Errors (5): TTA and Exports only when there is
-    something to show."""
+    """The numbers of the sections after Where the model looks (6): TTA and Exports only when
+    there is something to show."""
     shown = ["tta"] if tta_effect else []
     shown += ["exports"] if exported["models"] or exported["not_exported"] else []
-    return {name: number for number, name in enumerate([*shown, "data", "provenance"], start=6)}
+    return {name: number for number, name in enumerate([*shown, "data", "provenance"], start=7)}
 
 
 def verdict(order, pairs, rows):
