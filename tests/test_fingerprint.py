@@ -45,6 +45,19 @@ def test_a_file_rewritten_with_the_same_size_changes_it_by_its_mtime(tmp_path):
     assert source_fingerprint(source) != before
 
 
+def test_a_file_rewritten_to_another_size_with_its_mtime_restored_changes_it(tmp_path):
+    """A tool that keeps timestamps (rsync -t, cp -p, a zip extracted again) can rewrite a file
+    and leave its mtime as it was: the size is then all that tells the fingerprint."""
+    source = tmp_path / "photos"
+    (path,) = make_class_images(source, classes=("cat",), per_class=1)
+    stat = path.stat()
+    before = source_fingerprint(source)
+    path.write_bytes(bytes(stat.st_size + 1))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_mtime_ns == stat.st_mtime_ns
+    assert source_fingerprint(source) != before
+
+
 def test_files_in_a_linked_class_folder_count(tmp_path):
     elsewhere = tmp_path / "disk2"
     make_class_images(elsewhere, classes=("dog",), per_class=2)

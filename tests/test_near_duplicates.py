@@ -213,6 +213,39 @@ def test_pair_search_matches_brute_force_across_block_edges(monkeypatch):
     assert found == expected and len(expected) > 30
 
 
+@pytest.mark.parametrize("max_distance", [0, 1, 6, 63])
+def test_hashes_exactly_max_distance_bits_apart_are_a_pair_one_bit_more_are_not(max_distance):
+    """The threshold is inclusive: `max_distance: 6` groups copies 6 bits apart, not 7."""
+    base = 0x0123_4567_89AB_CDEF
+
+    def apart(bits):
+        # The top `bits` bits flipped: a hash exactly `bits` bits from base.
+        return base ^ (((1 << bits) - 1) << (64 - bits))
+
+    first, second, distance = near_duplicates.close_pairs([base, apart(max_distance)], max_distance)
+    assert (first.tolist(), second.tolist(), distance.tolist()) == ([0], [1], [max_distance])
+    first, _, _ = near_duplicates.close_pairs([base, apart(max_distance + 1)], max_distance)
+    assert first.tolist() == []
+
+    # The same edge through the grouping that prepare applies: the smaller copy is rejected.
+    def row(name, side, value):
+        return {
+            "file": f"cat/{name}.jpg",
+            "label": "cat",
+            "status": "ok",
+            "width": side,
+            "height": side,
+            "bytes": 100 * side,
+            "phash": f"{value:016x}",
+        }
+
+    for bits, status in ((max_distance, "near_duplicate"), (max_distance + 1, "ok")):
+        rows = [row("kept", 64, base), row("copy", 32, apart(bits))]
+        groups = near_duplicates.mark(rows, max_distance)
+        assert [r["status"] for r in rows] == ["ok", status], bits
+        assert len(groups) == (status == "near_duplicate")
+
+
 def test_components_follow_chains():
     labels = near_duplicates.components(7, np.array([5, 1, 3]), np.array([1, 3, 6]))
     assert labels.tolist() == [0, 1, 2, 1, 4, 1, 1]
