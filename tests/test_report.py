@@ -7,6 +7,8 @@ import importlib.util
 import io
 import json
 import re
+import shutil
+import subprocess
 import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,11 +17,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, make_class_images, run_snakemake
+from conftest import REPO, make_class_images, needs, run_snakemake
 from PIL import Image
 
 from smallcnn import experiments as declared_experiments
-from smallcnn import registry
+from smallcnn import provenance, registry
 from smallcnn.errors import UserError
 from smallcnn.report import ReportInputs, ReportSettings, build_report, write_report
 from smallcnn.stats import mcnemar_exact
@@ -534,7 +536,13 @@ def test_provenance_lists_jobs_weights_versions_and_git_commit(full_report):
     assert training["scratch"][6] == "not used"
     versions = dict(page.tables["version-table"])
     assert versions["tensorflow"] and versions["snakemake"]
-    assert re.search(r"git commit <code>[0-9a-f]{40}</code>", html)
+    # This checkout may be a git clone or a tree from `git archive`: both are named (see
+    # test_provenance_names_the_code_by_commit_in_a_checkout_and_by_sha256_without_git).
+    if provenance.git_state(REPO):
+        assert re.search(r"git commit <code>[0-9a-f]{40}</code>", html)
+    else:
+        assert "not a git checkout" in html
+    assert re.search(r"source sha256 <code>[0-9a-f]{64}</code>", html)
     assert "seeds:\n- 1337" in html
     settings = {row[0]: row for row in page.tables["settings-table"]}
     assert settings["scratch"][1:4] == ["scratch", "30", "20"]
@@ -595,6 +603,97 @@ def test_several_seeds_give_mean_sd_dots_and_seed_paired_comparisons(tmp_path):
     curves = [image for image in page.images if image["alt"].startswith("Learning curves")]
     assert len(curves) == 2 and "seeds 1, 2, 3" in curves[0]["alt"]
     assert len(page.tables["training-table"]) == 6
+
+
+def copy_source(destination):
+    """The workflow's source as `git archive` or a release tarball gives it: no .git."""
+    for name in provenance.SOURCE:
+        name = name.rstrip("/")
+        if (REPO / name).is_dir():
+            shutil.copytree(
+                REPO / name, destination / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            destination.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, destination / name)
+    return destination
+
+
+def git(repo, *args):
+    identity = ["-c", "user.name=smallcnn tests", "-c", "user.email=tests@smallcnn.invalid"]
+    return subprocess.run(
+        ["git", *identity, "-c", "commit.gpgsign=false", "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def code_provenance(root, repo):
+    """The report's "Code" line for the workflow at `repo`."""
+    out = root / "report.html"
+    write_report(report_inputs(root, ["scratch"]), report_settings(["scratch"], repo=repo), out)
+    html = out.read_text(encoding="utf-8")
+    line = re.search(r"<dt>Code \(at report time\)</dt><dd>(.*?)</dd>", html, re.S).group(1)
+    return " ".join(line.split())
+
+
+def source_sha256(line):
+    return re.search(r"source sha256 <code>([0-9a-f]{64})</code> over its (\d+) files", line)
+
+
+@needs(None if shutil.which("git") else "git is not installed")
+def test_provenance_names_the_code_by_commit_in_a_checkout_and_by_sha256_without_git(tmp_path):
+    fabricate_results(tmp_path, ["scratch"])
+    source = copy_source(tmp_path / "archive" / "smallcnn-0.1.0")
+
+    without_git = code_provenance(tmp_path, source)
+    assert without_git.startswith("not a git checkout")
+    assert "git commit" not in without_git
+    found = source_sha256(without_git)
+    assert found, without_git
+    digest, files = found.group(1), int(found.group(2))
+    expected_files = sum(
+        1
+        for name in provenance.SOURCE
+        for path in ([REPO / name] if not name.endswith("/") else (REPO / name).rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    )
+    assert files == expected_files > 40
+    for part in ("Snakefile", "config.yaml", "rules/", "schemas/", "scripts/", "smallcnn/"):
+        assert f"<code>{part}</code>" in without_git
+
+    # The same files elsewhere give the same sum; Python's caches and results do not count.
+    elsewhere = copy_source(tmp_path / "elsewhere")
+    (elsewhere / "smallcnn" / "__pycache__").mkdir(exist_ok=True)
+    (elsewhere / "smallcnn" / "__pycache__" / "stats.cpython-311.pyc").write_bytes(b"cache")
+    (elsewhere / "results").mkdir()
+    (elsewhere / "results" / "report.html").write_text("a result")
+    assert provenance.source_state(elsewhere)["sha256"] == digest
+    # Any change to the code changes it: an edit, a rename.
+    stats = elsewhere / "smallcnn" / "stats.py"
+    stats.write_text(stats.read_text() + "\n")
+    edited = provenance.source_state(elsewhere)["sha256"]
+    stats.rename(elsewhere / "smallcnn" / "statistics.py")
+    renamed = provenance.source_state(elsewhere)["sha256"]
+    assert len({digest, edited, renamed}) == 3
+
+    # Unpacked inside another repository that does not track it: still not a git checkout (that
+    # repository's commit would name other code).
+    git(tmp_path / "archive", "init", "-q")
+    (tmp_path / "archive" / "notes.txt").write_text("notes")
+    git(tmp_path / "archive", "add", "notes.txt")
+    git(tmp_path / "archive", "commit", "-q", "-m", "notes")
+    assert provenance.git_state(source) is None
+
+    # A git checkout of the same files: its commit, and the same source sum.
+    git(source, "init", "-q")
+    git(source, "add", ".")
+    git(source, "commit", "-q", "-m", "the workflow")
+    commit = git(source, "rev-parse", "HEAD")
+    checkout = code_provenance(tmp_path, source)
+    assert checkout.startswith(f"git commit <code>{commit}</code> (clean tree)")
+    assert source_sha256(checkout).group(1) == digest
 
 
 def test_outside_a_git_checkout_the_report_says_the_code_version_is_unknown(tmp_path):
