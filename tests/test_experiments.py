@@ -2,7 +2,9 @@
 
 import csv
 import json
+import os
 import re
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -72,6 +74,79 @@ def test_overrides_merge_over_the_kinds_defaults_key_by_key():
         "weights": "imagenet",
         "unfreeze_from": "x",
     }
+
+
+# A finetuned experiment whose frozen start has weights other than the global ones: a finetuned
+# experiment that took the global weights instead of its start's would look right with the
+# defaults, where the two coincide.
+OWN_WEIGHTS = {
+    "fr": {"kind": "frozen", "conv_base": {"weights": "none"}},
+    "ft": {"kind": "finetuned", "from": "fr", "conv_base": {"unfreeze_from": "block4_conv1"}},
+}
+
+
+def test_a_finetuned_experiment_takes_the_base_and_weights_of_its_start():
+    resolved = experiments.resolve(
+        config_with(
+            {
+                **OWN_WEIGHTS,
+                "fr": {"kind": "frozen", "conv_base": {"name": "resnet50", "weights": "none"}},
+            },
+            conv_base={"name": "vgg16", "weights": "imagenet", "unfreeze_from": "block5_conv1"},
+        )
+    )
+    assert resolved["fr"].conv_base == {"name": "resnet50", "weights": "none"}
+    assert resolved["ft"].conv_base == {
+        "name": "resnet50",
+        "weights": "none",
+        "unfreeze_from": "block4_conv1",
+    }
+
+
+def rules_functions(workdir, config):
+    """The workflow's own rule functions, as Snakemake loads them for `config` merged over
+    config.yaml: what the train job's params and inputs are made of."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    configfile = workdir / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    cwd = os.getcwd()
+    try:
+        with SnakemakeApi(OutputSettings()) as api:
+            workflow = api.workflow(
+                resource_settings=ResourceSettings(cores=1),
+                config_settings=ConfigSettings(configfiles=[configfile]),
+                snakefile=REPO / "Snakefile",
+                workdir=workdir,
+            )
+            return workflow._workflow.globals
+    finally:
+        os.chdir(cwd)
+
+
+def test_the_finetuned_train_job_gets_its_starts_weights_from_the_rules(tmp_path):
+    config = {
+        "conv_base": {"name": "vgg16", "weights": "imagenet", "unfreeze_from": "block5_conv1"},
+        "experiments": OWN_WEIGHTS,
+        "seeds": [3],
+    }
+    rules = rules_functions(tmp_path, config)
+    ft = SimpleNamespace(experiment="ft", seed="3")
+    assert rules["train_params"](ft)["conv_base"] == {
+        "name": "vgg16",
+        "weights": "none",
+        "unfreeze_from": "block4_conv1",
+    }
+    assert rules["train_inputs"](ft) == {
+        "train": "results/data/train",
+        "validation": "results/data/validation",
+        "start": "results/models/fr/3.keras",
+    }
+    fr = SimpleNamespace(experiment="fr", seed="3")
+    assert rules["train_params"](fr)["conv_base"] == {"name": "vgg16", "weights": "none"}
+    # Random weights: no weights file to fetch, for the start or for the finetuned experiment.
+    assert rules["train_inputs"](fr)["weights"] == []
 
 
 @pytest.mark.parametrize(
