@@ -11,6 +11,13 @@ from smallcnn import codehash
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def cold_cache():
+    """Every test parses afresh: _parse caches by content, and a result cached by an earlier test
+    (or by mutmut's first run of the suite) would hide what the parser does with that source."""
+    codehash._parse.cache_clear()
+
+
 @pytest.fixture
 def checkout(tmp_path):
     """A copy of this checkout's scripts and smallcnn package, free to edit."""
@@ -132,8 +139,8 @@ def test_the_hash_does_not_depend_on_where_the_checkout_is(checkout, tmp_path_fa
 
 
 def test_hashing_every_script_is_cheap():
-    # CPU time, not wall time: the test machine is shared. Cold cache, as in a fresh DAG build.
-    codehash._parse.cache_clear()
+    # CPU time, not wall time: the test machine is shared. Cold cache (cold_cache), as in a fresh
+    # DAG build.
     started = time.process_time()
     hashes(REPO)
     assert time.process_time() - started < 0.05
