@@ -10,6 +10,8 @@ from smallcnn.redact import redact, redact_url
     [
         ("https://host/data/cats.zip", "https://host/data/cats.zip"),
         ("https://user:secret@host/p.zip", "https://***@host/p.zip"),
+        # An unescaped @ in the password: the host is what follows the last one.
+        ("https://user:se@cret@host/p.zip", "https://***@host/p.zip"),
         ("https://host:8443/p.zip?token=secret", "https://host:8443/p.zip?***"),
         (
             "https://user@host/p.zip?X-Amz-Signature=secret#k=secret",
