@@ -80,6 +80,7 @@ def test_declared_templates_belong_to_the_report(checkout):
 def test_every_form_of_import_is_followed(tmp_path):
     package = tmp_path / "smallcnn"
     (package / "sub").mkdir(parents=True)
+    (package / "sub2").mkdir()
     modules = {
         "__init__.py": "",
         "a.py": "",
@@ -92,6 +93,8 @@ def test_every_form_of_import_is_followed(tmp_path):
         "sub/__init__.py": "from .h import name\n",  # relative, from a package's __init__
         "sub/h.py": "from ..e import name\n",  # two levels up
         "sub/i.py": "",
+        "sub2/__init__.py": "from .. import j\n",  # one level up, from a package's __init__
+        "j.py": "",
         "unused.py": "",
         "data.txt": "",
     }
@@ -110,9 +113,11 @@ def test_every_form_of_import_is_followed(tmp_path):
         "    two,  # a comment (with a bracket\n"
         ")\n"
         "import smallcnn.sub.i as i\n"
+        "import smallcnn.sub2\n"
         "\n"
         "def later():\n"
         "    from smallcnn import g\n"
+        "    return g\n"
     )
     found = {p.relative_to(tmp_path).as_posix() for p in codehash.code_files(script, tmp_path)}
     # unused.py is named in the docstring only, as a line "import smallcnn.unused is ...",
@@ -144,3 +149,38 @@ def test_hashing_every_script_is_cheap():
     started = time.process_time()
     hashes(REPO)
     assert time.process_time() - started < 0.05
+
+
+def test_a_relative_import_in_a_script_is_an_error(tmp_path):
+    (tmp_path / "smallcnn").mkdir()
+    (tmp_path / "smallcnn" / "__init__.py").write_text("")
+    (tmp_path / "job.py").write_text("import os\nfrom . import helpers\n")
+    with pytest.raises(ValueError, match="^relative import outside the smallcnn package: line 2$"):
+        codehash.code_hash("job.py", tmp_path)
+
+
+def test_package_data_must_be_a_tuple_of_globs(tmp_path):
+    (tmp_path / "smallcnn" / "templates").mkdir(parents=True)
+    (tmp_path / "smallcnn" / "templates" / "page.j2").write_text("")
+    (tmp_path / "job.py").write_text("import smallcnn\n")
+    for value in ('"templates/*"', '("templates/*", 3)', "TEMPLATES"):
+        (tmp_path / "smallcnn" / "__init__.py").write_text(f"PACKAGE_DATA = {value}\n")
+        codehash._parse.cache_clear()
+        with pytest.raises(ValueError, match="^smallcnn: PACKAGE_DATA must be a tuple of glob"):
+            codehash.code_hash("job.py", tmp_path)
+
+
+def test_a_missing_script_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"job\.py: no such script to hash$"):
+        codehash.code_hash("job.py", tmp_path)
+
+
+def test_a_script_outside_the_checkout_is_hashed_by_its_name_and_content(tmp_path):
+    (tmp_path / "checkout" / "smallcnn").mkdir(parents=True)
+    (tmp_path / "checkout" / "smallcnn" / "__init__.py").write_text("")
+    script = tmp_path / "elsewhere" / "job.py"
+    script.parent.mkdir()
+    script.write_text("import smallcnn\n")
+    first = codehash.code_hash(script, tmp_path / "checkout")
+    script.write_text("import smallcnn  # edited\n")
+    assert codehash.code_hash(script, tmp_path / "checkout") != first
