@@ -1,17 +1,28 @@
 """smallcnn: train image classifiers on small datasets the way DLwP ch. 5 teaches."""
 
 import os
+import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+# The rules' logic lives in the smallcnn package of this checkout; the modules the rules import
+# import no TensorFlow, so building the DAG stays fast.
+sys.path.insert(0, workflow.basedir)
+from smallcnn.redact import redact
 
 
 # The defaults; --configfile files and --config values are merged over them.
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
-validate(config, "schemas/config.schema.yaml")
+try:
+    validate(config, "schemas/config.schema.yaml")
+except WorkflowError as error:
+    # The error quotes the value it refused: data.url with its credentials, say.
+    sys.exit(redact(str(error)))
 
 # Scripts import the smallcnn package from this checkout, on this machine and on cluster nodes,
 # without the user setting PYTHONPATH (the conda envs do not install it).

@@ -4,9 +4,7 @@ import sys
 
 import yaml
 
-# The rules' logic lives in the smallcnn package of this checkout; these modules import no
-# TensorFlow, so building the DAG stays fast.
-sys.path.insert(0, workflow.basedir)
+# The Snakefile puts this checkout's smallcnn package on the path.
 from smallcnn import experiments as declared_experiments, registry
 from smallcnn.codehash import code_hash
 from smallcnn.errors import UserError

@@ -4,7 +4,8 @@ from smallcnn import split_sizes
 from smallcnn.fingerprint import check_downloaded_sha256, source_fingerprint
 from smallcnn.redact import redact_url
 
-# The schema cannot add numbers: fractions over 1 stop the run here, before any job.
+# The schema cannot add numbers: fractions over 1, or counts more than max_per_class lets a
+# class have, stop the run here, before any job. A class short of images stops the split job.
 split_sizes.check(config["split"])
 
 # What the prepare and split rules read: a downloaded archive, the user's zip or folder (read in
@@ -16,8 +17,17 @@ DATA_SOURCE = {
 LOCAL_SOURCE = config["data"]["source"] == "local"
 # Snakemake dates a folder by its own mtime, blind to files added or rewritten in its class
 # folders (and sees a touched folder as new). So prepare and split read a local source through
-# ancient() and rerun when its fingerprint param (every file's path, size and mtime) changes.
-SOURCE_FINGERPRINT = source_fingerprint(DATA_SOURCE) if LOCAL_SOURCE else None
+# ancient() and rerun when its fingerprint param changes: every file's path, size and mtime, or
+# with data.fingerprint: content, every file's sha256.
+FINGERPRINT = config["data"]["fingerprint"] if LOCAL_SOURCE else None
+# The content sums' cache is state of this working directory, as Snakemake's metadata beside it:
+# kept between runs, dropped with .snakemake, and never copied with the data in resources/
+# (inodes and ctimes mean nothing on another file system).
+SOURCE_FINGERPRINT = (
+    source_fingerprint(DATA_SOURCE, FINGERPRINT, ".snakemake/smallcnn/source-sums.json")
+    if LOCAL_SOURCE
+    else None
+)
 SOURCE_INPUT = ancient(DATA_SOURCE) if LOCAL_SOURCE else DATA_SOURCE
 
 # data.sha256 is checked here, against the archive already downloaded, rather than as a param of
@@ -104,6 +114,7 @@ rule prepare:
         max_image_pixels=config["data"]["max_image_pixels"],
         max_archive_bytes=config["data"]["max_archive_bytes"],
         near_duplicates=config["data"]["near_duplicates"],
+        fingerprint=FINGERPRINT,
         source_fingerprint=SOURCE_FINGERPRINT,
         code=code("prepare"),
     script:
@@ -134,6 +145,7 @@ rule split:
     params:
         split=config["split"],
         seed=config["seed"],
+        fingerprint=FINGERPRINT,
         source_fingerprint=SOURCE_FINGERPRINT,
         code=code("split"),
     script:

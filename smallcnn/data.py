@@ -166,20 +166,11 @@ def split(source, manifest, splits, out_dirs, settings, seed, straddling=None):
         if row["status"] == "ok":
             by_label[row["label"]].append(row)
 
-    cap = settings.get(split_sizes.CAP) or float("inf")
-    short = []
-    for label, rows in sorted(by_label.items()):
-        sizes = split_sizes.per_class(settings, min(len(rows), cap))
-        if sum(sizes.values()) > len(rows):
-            short.append(
-                f"class '{label}' has {len(rows)} usable images but the split asks for "
-                f"{sum(sizes.values())} ({split_sizes.describe(settings)})"
-            )
-        elif min(sizes.values()) < 1:
-            short.append(
-                f"class '{label}' has {len(rows)} usable images, too few for "
-                f"{split_sizes.describe(settings)} to give every split one ({_sizes(sizes)})"
-            )
+    short = [
+        problem
+        for label, rows in sorted(by_label.items())
+        if (problem := split_sizes.shortfall(settings, label, len(rows)))
+    ]
     if len(by_label) < 2:
         short.append(f"{len(by_label)} class(es) have usable images; a classifier needs two")
     if short:
@@ -215,7 +206,7 @@ def split(source, manifest, splits, out_dirs, settings, seed, straddling=None):
         "split: %d classes (%s); %s; %s in %.1f s",
         len(by_label),
         ", ".join(
-            f"{label} {_sizes({name: per_class[label, name] for name in names})}"
+            f"{label} {split_sizes.format_sizes({name: per_class[label, name] for name in names})}"
             for label in sorted(by_label)
         ),
         split_sizes.describe(settings),
@@ -228,11 +219,14 @@ def split(source, manifest, splits, out_dirs, settings, seed, straddling=None):
 def _assign(by_label, settings, seed):
     """[{**row, "split": name}] for the rows each class gives each split."""
     names = split_sizes.names(settings)
-    cap = settings.get(split_sizes.CAP)
     chosen = []
     for label in sorted(by_label):
+        # Checked again here, so that no split ever comes out smaller than asked without an error.
+        problem = split_sizes.shortfall(settings, label, len(by_label[label]))
+        if problem:
+            raise UserError(problem)
         ranked = sorted(by_label[label], key=lambda row: _rank(seed, row["sha256"]))
-        ranked = ranked[:cap] if cap else ranked
+        ranked = ranked[: split_sizes.available(settings, len(ranked))]
         sizes = split_sizes.per_class(settings, len(ranked))
         # The last split named (test) takes the top of the ranking, then the one before: changing
         # the training count then leaves the test and validation images as they were.
@@ -265,10 +259,6 @@ def _straddling(table, settings, seed):
 
 def _rank(seed, sha256):
     return hashlib.sha256(f"{seed}:{sha256}".encode()).hexdigest()
-
-
-def _sizes(sizes):
-    return " / ".join(f"{name} {n}" for name, n in sizes.items())
 
 
 def _output_name(row, used):

@@ -113,6 +113,11 @@ def download(url, part, retries=None, backoff=None):
                     headers["If-Range"] = validator
             try:
                 response = session.get(url, headers=headers, stream=True, timeout=TIMEOUT_SECONDS)
+            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema):
+                raise UserError(
+                    f"cannot download {redact_url(url)}: it is not a valid address (a port "
+                    "above 65535, a bad host?); correct data.url"
+                ) from None
             except requests.ConnectionError as error:
                 if not connected:
                     raise UserError(

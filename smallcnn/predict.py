@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from smallcnn import datasets, evaluation, features, images, models
+from smallcnn import datasets, images
 from smallcnn.errors import UserError
+from smallcnn.logs import native_output_held, print_redacted
+from smallcnn.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ def _short(message):
 
 def _feature_base(conv_base, weights):
     """The conv base a features classifier was trained on, rebuilt with the same weights."""
+    from smallcnn import features, models
+
     if conv_base is None:
         raise UserError("the model takes features but does not say which conv base made them")
     if conv_base["weights"] == "none":
@@ -97,8 +101,11 @@ def _feature_base(conv_base, weights):
 def predict(model_path, paths, weights=None, min_side=MIN_SIDE, max_image_pixels=MAX_IMAGE_PIXELS):
     """Rows {file, predicted, probability, error} for every file of `paths`; a file outside
     the bounds of the data stage (`min_side`, `max_image_pixels`) gets an error row."""
+    # Imported here, not at the top: main holds what TensorFlow's import writes to the terminal.
     import keras
     import tensorflow as tf
+
+    from smallcnn import evaluation, models
 
     model = keras.saving.load_model(model_path, compile=False)
     class_names, conv_base = models.model_info(model)
@@ -171,10 +178,18 @@ def main(argv=None):
     parser.add_argument("paths", nargs="+", metavar="IMAGE_OR_DIR")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        rows = predict(args.model, args.paths, args.weights, args.min_side, args.max_image_pixels)
-    except (UserError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    # TensorFlow's C++ start-up lines (CUDA, oneDNN, CPU features) are not this command's to
+    # show: they are held, and shown only if it fails or dies.
+    failure = None
+    with native_output_held():
+        try:
+            rows = predict(
+                args.model, args.paths, args.weights, args.min_side, args.max_image_pixels
+            )
+        except (UserError, OSError, ValueError) as error:
+            failure = error
+    if failure:
+        print(f"error: {redact(str(failure))}", file=sys.stderr)
         return 2
     with contextlib.ExitStack() as stack:
         stream = stack.enter_context(open(args.out, "w", newline="")) if args.out else sys.stdout
@@ -187,4 +202,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    # An unexpected error's traceback may quote an address with its credentials.
+    sys.excepthook = print_redacted
     sys.exit(main())

@@ -27,15 +27,76 @@ def is_fractions(settings):
 
 
 def check(settings):
-    """Refuse what the schema cannot express: fractions that add up to more than 1."""
+    """Refuse what no dataset can satisfy, before any image is read: fractions that add up to
+    more than 1, and a max_per_class smaller than the split it caps."""
+    cap = settings.get(CAP)
+    given = " + ".join(f"{name} {settings[name]}" for name in names(settings))
     if is_fractions(settings):
         total = sum(settings[name] for name in names(settings))
         if total > 1 + TOLERANCE:
-            given = " + ".join(f"{name} {settings[name]}" for name in names(settings))
             raise UserError(
                 f"split: the fractions add up to {total:g} ({given}), more than 1; lower one of "
                 "split.train, split.validation, split.test"
             )
+        # Every class has at most `cap` images; refused only if no class size up to the cap
+        # would give every split one.
+        if cap and not any(min(per_class(settings, n).values()) >= 1 for n in range(1, cap + 1)):
+            raise UserError(
+                f"split: {given} of at most split.max_per_class={cap} images per class leaves "
+                f"a split empty ({format_sizes(per_class(settings, cap))}); raise "
+                f"split.max_per_class to at least {smallest_class(settings)}"
+            )
+    elif cap:
+        total = sum(settings[name] for name in names(settings))
+        if total > cap:
+            raise UserError(
+                f"split: {given} is {total} images per class, more than "
+                f"split.max_per_class={cap} lets a class have; raise split.max_per_class to at "
+                f"least {total} (or null for no cap), or lower the counts"
+            )
+
+
+def available(settings, usable):
+    """Images of a class with `usable` images that the split draws from: at most the cap."""
+    cap = settings.get(CAP)
+    return min(usable, cap) if cap else usable
+
+
+def shortfall(settings, label, usable):
+    """Why a class with `usable` images cannot be split as `settings` ask (what it has, what
+    is asked, what to write), or None when it can: every split gets its full size, at least 1.
+    """
+    drawn = available(settings, usable)
+    sizes = per_class(settings, drawn)
+    has = f"class '{label}' has {usable} usable images"
+    if drawn < usable:
+        has += f", {drawn} after split.max_per_class"
+    if sum(sizes.values()) > drawn:
+        problem = f"{has} but the split asks for {sum(sizes.values())} ({describe(settings)})"
+        needed = sum(sizes.values())
+    elif min(sizes.values()) < 1:
+        problem = (
+            f"{has}, too few for {describe(settings)} to give every split one "
+            f"({format_sizes(sizes)})"
+        )
+        needed = smallest_class(settings)
+    else:
+        return None
+    if drawn < usable and usable >= needed:
+        # The class has enough; the cap is what falls short.
+        problem += f"; raise split.max_per_class to at least {needed}"
+    return problem
+
+
+def smallest_class(settings):
+    """The fewest images per class for which every split gets at least one."""
+    if not is_fractions(settings):
+        return sum(settings[name] for name in names(settings))
+    # Exists: from 1 / (the smallest fraction) on, every quota is at least 1.
+    n = 1
+    while min(per_class(settings, n).values()) < 1:
+        n += 1
+    return n
 
 
 def per_class(settings, available):
@@ -61,6 +122,11 @@ def images_needed(settings):
     if is_fractions(settings):
         return settings.get(CAP) or DEMO_PER_CLASS
     return sum(settings[name] for name in names(settings))
+
+
+def format_sizes(sizes):
+    """{split: n} for messages: "train 3 / validation 1 / test 1"."""
+    return " / ".join(f"{name} {n}" for name, n in sizes.items())
 
 
 def describe(settings):

@@ -98,3 +98,32 @@ def _merge(base, update):
         else:
             merged[key] = value
     return merged
+
+
+def test_fingerprint_bench_times_each_mode_on_a_zip_and_a_folder(tmp_path):
+    out = tmp_path / "fingerprint.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "fingerprint.py"),
+            "--zip",
+            str(tmp_path / "absent.zip"),
+            "--files",
+            "30",
+            "--rounds",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [name.split()[0] for name in report["results"]] == ["zip", "folder"]
+    for cases in report["results"].values():
+        assert list(cases) == ["metadata", "content_cold", "content_warm"]
+        assert all(case["wall_s"] >= 0 and case["cpu_s"] >= 0 for case in cases.values())
+    assert "| folder (30 files" in result.stdout and report["load_average_before"]

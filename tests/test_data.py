@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import keras
@@ -355,6 +356,65 @@ def test_too_few_images_says_how_many_there_are(tmp_path):
     message = str(error.value)
     assert "'cat' has 4 usable images" in message and "asks for 5" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("cap", [6, 4])
+def test_counts_over_max_per_class_stop_instead_of_starving_train(tmp_path, cap):
+    """3 + 2 + 2 images per class from at most `cap`: train used to get what was left (2, or
+    0 with a cap of 4) without a word."""
+    source = tmp_path / "source"
+    make_class_images(source, per_class=7, size=(40, 40))
+    settings = {"train": 3, "validation": 2, "test": 2, "max_per_class": cap}
+    with pytest.raises(UserError) as error:
+        run_stage(source, tmp_path / "out", settings)
+    message = str(error.value)
+    assert "train 3 + validation 2 + test 2" in message and f"max_per_class={cap}" in message
+    assert "raise split.max_per_class to at least 7" in message and "\n" not in message
+    assert not (tmp_path / "out" / "splits.csv").exists()
+
+
+def test_a_class_short_after_the_cap_names_both_sizes_and_the_cap_to_write(tmp_path):
+    """Fractions of at most 4 images cannot give three splits one each (0.7 x 4 rounds to 3
+    for train, one left for two splits), though the class has 7."""
+    settings = {"train": 0.7, "validation": 0.15, "test": 0.15, "max_per_class": 4}
+    message = split_sizes.shortfall(settings, "cat", 7)
+    assert message.startswith("class 'cat' has 7 usable images, 4 after split.max_per_class")
+    assert "too few for train 0.7 + validation 0.15 + test 0.15" in message
+    assert "(train 3 / validation 1 / test 0)" in message
+    assert "raise split.max_per_class to at least 5" in message
+    assert split_sizes.shortfall({**settings, "max_per_class": 5}, "cat", 7) is None
+
+
+def test_a_cap_that_binds_gives_each_split_exactly_its_count(tmp_path):
+    source = tmp_path / "source"
+    make_class_images(source, per_class=9, size=(40, 40))
+    settings = {"train": 3, "validation": 2, "test": 2, "max_per_class": 7}
+    _, splits = run_stage(source, tmp_path / "out", settings)
+    found = Counter((row["label"], row["split"]) for row in splits)
+    expected = {"train": 3, "validation": 2, "test": 2}
+    assert found == Counter(
+        {(label, s): n for label in ("cat", "dog") for s, n in expected.items()}
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        (
+            {"train": 3, "validation": 2, "test": 2, "max_per_class": 6},
+            "split: train 3 + validation 2 + test 2 is 7 images per class, more than "
+            "split.max_per_class=6 lets a class have; raise split.max_per_class to at least 7",
+        ),
+        (
+            {"train": 0.7, "validation": 0.15, "test": 0.15, "max_per_class": 3},
+            "raise split.max_per_class to at least 5",
+        ),
+    ],
+)
+def test_a_cap_no_dataset_can_satisfy_is_refused_before_any_data_is_read(settings, says):
+    with pytest.raises(UserError) as error:
+        split_sizes.check(settings)
+    assert says in str(error.value)
 
 
 def test_folder_source_is_copied_never_linked_and_left_unchanged(tmp_path):

@@ -7,7 +7,10 @@ import os
 import re
 import shutil
 import socket
+import threading
 from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -109,6 +112,26 @@ def test_a_local_folder_reruns_the_data_stage_exactly_when_its_files_change(tmp_
 
 
 @pytest.mark.slow
+def test_content_fingerprint_reruns_the_data_stage_on_a_same_size_rewrite(tmp_path):
+    """What `metadata` misses (test_fingerprint shows it): the same size, the mtime set back."""
+    photos = tmp_path / "photos"
+    make_class_images(photos, per_class=5, size=(40, 40))
+    config = {
+        "data": {"source": "local", "path": str(photos), "fingerprint": "content"},
+        "split": {"train": 3, "validation": 1, "test": 1},
+    }
+    work = tmp_path / "work"
+    run_snakemake(work, ["results/data/splits.csv"], config=config)
+    cache = json.loads((work / ".snakemake" / "smallcnn" / "source-sums.json").read_text())
+    assert list(cache["sources"]) == [str(photos.resolve())]
+    path = photos / "dog" / "3.jpg"
+    stat = path.stat()
+    path.write_bytes(bytes(255 - b for b in path.read_bytes()))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert planned(work, config) == {"prepare", "split"}
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("change", [{"max_distance": 4}, {"enabled": False}])
 def test_changing_the_near_duplicate_check_reruns_the_data_stage(tmp_path, change):
     make_class_images(tmp_path / "photos", per_class=5, size=(40, 40))
@@ -137,6 +160,20 @@ def test_a_misspelt_split_key_fails_validation_naming_it(tmp_path):
     assert "valdation" in result.stdout + result.stderr
 
 
+def test_a_refused_data_url_is_quoted_without_its_credentials(tmp_path):
+    url = "ftp://user:SECRET@host/x.zip?token=SECRET"
+    result = run_snakemake(
+        tmp_path,
+        ["results/data/splits.csv"],
+        config={"data": {"url": url}},
+        args=["-n"],
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "'ftp://***@host/x.zip?***' does not match" in output and "SECRET" not in output
+
+
 @pytest.mark.parametrize(
     ("split", "says"),
     [
@@ -144,6 +181,11 @@ def test_a_misspelt_split_key_fails_validation_naming_it(tmp_path):
         ({"train": 0.7, "validation": 500, "test": 0.15}, "is not valid under any of the given"),
         ({"train": 0.7, "validation": 0.2, "test": 0.2}, "the fractions add up to 1.1"),
         ({"train": 0.7, "validation": 0.15, "test": 0.15, "max_per_class": 0}, "max_per_class"),
+        # More per class than the cap lets any class have: train used to get the rest.
+        (
+            {"train": 3, "validation": 2, "test": 2, "max_per_class": 4},
+            "raise split.max_per_class to at least 7",
+        ),
     ],
 )
 def test_bad_split_fractions_stop_the_run_naming_the_key(tmp_path, split, says):
@@ -248,3 +290,96 @@ def test_a_url_source_pins_its_sum_in_place_and_never_shows_its_credentials(tmp_
     output = result.stdout + result.stderr
     assert f"data.sha256 is {'0' * 64}" in output and f"has sha256 {record['sha256']}" in output
     assert unchanged() == before
+
+
+class Answers(BaseHTTPRequestHandler):
+    """A zip at any path, except /refuse*: a 502 whose reason phrase carries credentials, as a
+    proxy's error can (the download's error message quotes the reason)."""
+
+    protocol_version = "HTTP/1.1"
+    REASON = (
+        "Bad Gateway from //proxy:SECRET@10.0.0.1 with Authorization: Bearer SECRET, "
+        'KAGGLE_KEY=SECRET and {"key": "SECRET"}'
+    )
+
+    def do_GET(self):
+        self.server.paths.append(self.path)
+        if self.path.startswith("/refuse"):
+            self.send_response(502, self.REASON)
+            body = b""
+        else:
+            self.send_response(200)
+            body = self.server.archive
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def answers(tmp_path):
+    make_class_images(tmp_path / "photos", per_class=5, size=(40, 40))
+    archive = shutil.make_archive(tmp_path / "photos", "zip", tmp_path / "photos")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answers)
+    server.daemon_threads = True
+    server.archive, server.paths = Path(archive).read_bytes(), []
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def files_holding(root, secret, but=()):
+    return [
+        path.relative_to(root).as_posix()
+        for path in sorted(Path(root).rglob("*"))
+        if path.is_file() and path.name not in but and secret.encode() in path.read_bytes()
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["unparseable", "refused", "downloaded"])
+def test_no_secret_of_a_data_url_reaches_logs_results_or_metadata(tmp_path, answers, case):
+    """The audit's gaps, each through the real download rule: a URL requests cannot parse
+    (its error quotes it whole), a non-breaking space in the userinfo, path parameters, a raw
+    space before the query; and an answer whose text carries credentials. The whole working
+    directory is searched: logs/, resources/, .snakemake/ (metadata and Snakemake's own log).
+    The jobs after the download see only the archive's path (test_a_url_source_pins_...)."""
+    port = answers.server_address[1]
+    url, target = {
+        "unparseable": (
+            "https://user:SECRET@127.0.0.1:99999/a.zip?token=SECRET",
+            "resources/downloads/url.zip",
+        ),
+        "refused": (
+            f"http://us\u00a0er:SECRET@127.0.0.1:{port}/refuse.zip;sig=SECRET?token=SECRET",
+            "resources/downloads/url.zip",
+        ),
+        "downloaded": (
+            f"http://user:SECRET@127.0.0.1:{port}/a b.zip;sig=SECRET?t=SECRET",
+            "resources/downloads/url.zip",
+        ),
+    }[case]
+    config = {
+        "data": {"source": "url", "url": url},
+        "split": {"train": 3, "validation": 1, "test": 1},
+    }
+    work = tmp_path / "work"
+    result = run_snakemake(work, [target], config=config, check=False)
+    terminal = result.stdout + result.stderr
+    assert (result.returncode == 0) == (case == "downloaded"), terminal
+    assert "SECRET" not in terminal
+    assert files_holding(work, "SECRET", but={"test-config.yaml"}) == []
+    log = (work / "logs" / "download" / "url.log").read_text()
+    if case == "unparseable":
+        assert "error: cannot download https://***@127.0.0.1:99999/a.zip?***" in log
+    elif case == "refused":
+        assert answers.paths == ["/refuse.zip;sig=SECRET?token=SECRET"]
+        assert "answered 502 Bad Gateway from //***@10.0.0.1 with Authorization: Bearer ***" in log
+        assert "error: 127.0.0.1 answered 502" in terminal
+    else:
+        assert answers.paths == ["/a%20b.zip;sig=SECRET?t=SECRET"]
+        record = json.loads((work / "resources" / "downloads" / "url.json").read_text())
+        assert record["url"] == f"http://***@127.0.0.1:{port}/a b.zip;***?***"
