@@ -9,7 +9,13 @@ import numpy as np
 
 from smallcnn import datasets, devices, features, models
 from smallcnn.errors import UserError
-from smallcnn.metrics import class_metrics, confusion_matrix, roc_auc
+from smallcnn.metrics import (
+    class_metrics,
+    confusion_matrix,
+    predicted_classes,
+    probability_columns,
+    roc_auc,
+)
 from smallcnn.stats import accuracy_ci95
 
 log = logging.getLogger(__name__)
@@ -25,13 +31,6 @@ def class_probabilities(outputs):
         p = outputs.reshape(-1)
         return np.stack([1 - p, p], axis=1)
     return outputs
-
-
-def predicted_classes(probabilities):
-    """Class index per row; for two classes class 1 needs p > 0.5, as Keras' binary accuracy."""
-    if probabilities.shape[1] == 2:
-        return (probabilities[:, 1] > 0.5).astype(int)
-    return probabilities.argmax(axis=1)
 
 
 def cross_entropy(labels, probabilities):
@@ -101,7 +100,10 @@ def evaluate(
     Path(predictions_path).parent.mkdir(parents=True, exist_ok=True)
     with open(predictions_path, "w", newline="") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["file", "label", "predicted", "probability", "correct"])
+        writer.writerow(
+            ["file", "label", "predicted", "probability", "correct"]
+            + probability_columns(class_names)
+        )
         for i, file in enumerate(files):
             writer.writerow(
                 [
@@ -110,6 +112,9 @@ def evaluate(
                     class_names[predicted[i]],
                     f"{probabilities[i, predicted[i]]:.6f}",
                     "true" if correct[i] else "false",
+                    # Every class's, exactly (repr round-trips): the report averages them over
+                    # seeds and must predict as this file does for one seed.
+                    *(repr(float(p)) for p in probabilities[i]),
                 ]
             )
     log.info(

@@ -22,6 +22,20 @@ PRIMARY_METRICS = {
 BALANCED_RATIO = 1.1
 
 
+def predicted_classes(probabilities):
+    """Class index per row of (n, n_classes) probabilities; for two classes class 1 needs
+    p > 0.5, as Keras' binary accuracy."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.shape[1] == 2:
+        return (probabilities[:, 1] > 0.5).astype(int)
+    return probabilities.argmax(axis=1)
+
+
+def probability_columns(class_names):
+    """The predictions CSV's column of each class's probability, in class order."""
+    return [f"p_{name}" for name in class_names]
+
+
 def confusion_matrix(labels, predicted, n_classes):
     """Counts with rows the true class and columns the predicted class."""
     matrix = np.zeros((n_classes, n_classes), dtype=int)

@@ -64,3 +64,20 @@ def test_more_classes_and_unknown_ones(tmp_path):
         make_demo(tmp_path / "bad", per_class=3, seed=0, classes=("horizontal", "circles"))
     with pytest.raises(UserError, match="two or more"):
         make_demo(tmp_path / "one", per_class=3, seed=0, classes=("vertical",))
+
+
+@pytest.mark.slow
+def test_the_demo_teaches_that_the_convnets_from_scratch_learn(demo_run):
+    """A newcomer's first report (make demo: the demo's seed, the precision this machine picks)
+    shows the convnets trained from scratch working: at least 85% of the 40 test images right,
+    with and without augmentation. The demo run is shared with the other tests.
+
+    Before issue 21 the demo's two epochs left their decision threshold wherever the last steps
+    had thrown it: the models ranked the test images perfectly (ROC AUC 1.0) but scored 60% and
+    50% at seed 1337 with mixed bfloat16."""
+    accuracy = {}
+    for name in ("scratch", "augmented"):
+        metrics = json.loads((demo_run / "results" / "metrics" / name / "1337.json").read_text())
+        assert metrics["n_test"] == 40
+        accuracy[name] = metrics["test_accuracy"]
+    assert min(accuracy.values()) >= 0.85, accuracy

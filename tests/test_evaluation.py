@@ -33,6 +33,12 @@ def check_outputs(metrics_path, predictions_path, n_test, class_names):
     assert metrics["test_accuracy"] == pytest.approx(correct / n_test)
     assert metrics["accuracy_ci95"] == pytest.approx(list(accuracy_ci95(correct, n_test)))
     assert all(0.5 <= float(row["probability"]) <= 1 for row in rows if len(class_names) == 2)
+    # Every class's probability, exactly as predicted from: the report averages them over seeds.
+    for row in rows:
+        p = np.array([[float(row[f"p_{name}"]) for name in class_names]])
+        assert p.sum() == pytest.approx(1, abs=1e-6)
+        assert class_names[evaluation.predicted_classes(p)[0]] == row["predicted"]
+        assert float(row["probability"]) == pytest.approx(p.max(), abs=1e-6)
     for row in rows:
         label, name = row["file"].split("/")
         assert label == row["label"] and name

@@ -25,10 +25,11 @@ DEMO = REPO / "config" / "demo.yaml"
 EXPERIMENTS = ["scratch", "features"]
 # The runs use config.yaml's seed, for the split and training and for generating the demo images.
 SEED = yaml.safe_load((REPO / "config.yaml").read_text())["seed"]
-# The demo's own schedule (2 epochs; features at learning rate 1e-4) is too short to judge by
-# accuracy: its models already rank the test images almost perfectly (ROC AUC 0.98-1.0), but
-# their decision threshold has not settled, so accuracy swung between 0.50 and 1.00 from seed to
-# seed (scratch 0.60 at the demo's seed 1337, features 0.50 at seed 1 with 3 epochs). Measured
+# The demo's own schedule (2 epochs; features at learning rate 1e-4) was too short to judge by
+# accuracy: its models ranked the test images almost perfectly (ROC AUC 0.98-1.0), but their
+# decision threshold had not settled, so accuracy swung between 0.50 and 1.00 from seed to seed
+# (scratch 0.60 at the demo's seed 1337, features 0.50 at seed 1 with 3 epochs; since issue 21
+# the demo trains scratch and augmented for 4 epochs, which settle them). Measured
 # on this schedule instead: scratch settles by its 3rd epoch; the features classifier, slow on
 # features of a random VGG16, needs about 30 epochs at 1e-3 (10 gave 0.72-0.75), which cost
 # about 3 s, since its inputs are extracted once.

@@ -94,6 +94,21 @@ def photos_with_copies(root, originals=4, shared_background=6):
     return groups
 
 
+@pytest.mark.parametrize("size", [(48, 40), (200, 150), (640, 480), (1200, 900)])
+def test_the_hash_is_imagehash_phash(size):
+    """The same 64 bits as imagehash.phash (a pinned test dependency), also above 64 pixels,
+    where a box reduction before Lanczos (PIL's reducing_gap) moved up to 12 bits."""
+    imagehash = pytest.importorskip("imagehash")
+    rng = np.random.default_rng(list(size))
+    pictures = [scene(seed, background=seed, size=size) for seed in range(4)] + [
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+        for _ in range(4)
+    ]
+    for picture in pictures:
+        expected = int(str(imagehash.phash(picture)), 16)
+        assert near_duplicates.perceptual_hash(np.asarray(picture)) == expected
+
+
 def test_resized_reencoded_and_brightened_copies_are_one_photo(tmp_path):
     groups = photos_with_copies(tmp_path / "src")
     rows, summary = prepare(tmp_path / "src", tmp_path / "out")

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from conftest import REPO, make_class_images, needs, run_snakemake
@@ -48,6 +49,7 @@ REJECTED = {
     "too_small": ["train/dog.77.jpg"],
     "duplicate": ["train/cat.4.jpg", "train/cat.5.jpg"],
 }
+PREDICTION_COLUMNS = ["file", "label", "predicted", "probability", "correct", "p_cat", "p_dog"]
 BENCHMARK_HEADER = (
     "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 )
@@ -85,7 +87,8 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
     """Write a complete results/ tree (and benchmarks/) under `root` in the workflow's formats.
 
     Returns {"correct": {name: {file: bool}}, "probability": {name: {file: p}}} of the first seed,
-    and "runs": {(name, seed): {file: bool}} of every run, for checks.
+    and "runs": {(name, seed): {file: bool}} and "p_dog": {(name, seed): {file: P(dog)}} of every
+    run, for checks.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -191,7 +194,7 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
     test_files = sorted(row["path"] for row in split_rows if row["split"] == "test")
     truth = {file: file.split("/")[0] for file in test_files}
     results = root / "results"
-    record = {"correct": {}, "probability": {}, "runs": {}}
+    record = {"correct": {}, "probability": {}, "runs": {}, "p_dog": {}}
     for name, run_seed in ((name, s) for name in experiments for s in seeds):
         first = run_seed == seeds[0]
         run = f"{name}/{run_seed}"
@@ -211,17 +214,18 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
                     "predicted": predicted,
                     "probability": f"{probability:.6f}",
                     "correct": "true" if file in right else "false",
+                    **{
+                        f"p_{name}": repr(probability if name == predicted else 1 - probability)
+                        for name in CLASSES
+                    },
                 }
             )
             record["runs"].setdefault((name, run_seed), {})[file] = file in right
+            record["p_dog"].setdefault((name, run_seed), {})[file] = float(rows[-1]["p_dog"])
             if first:
                 record["correct"].setdefault(name, {})[file] = file in right
                 record["probability"].setdefault(name, {})[file] = round(probability, 6)
-        write_csv(
-            results / "predictions" / f"{run}.csv",
-            rows,
-            ["file", "label", "predicted", "probability", "correct"],
-        )
+        write_csv(results / "predictions" / f"{run}.csv", rows, PREDICTION_COLUMNS)
         epochs = 6
         lr = [1e-3] * 4 + [5e-4] * 2
         write_csv(
@@ -592,13 +596,20 @@ def test_several_seeds_give_mean_sd_dots_and_seed_paired_comparisons(tmp_path):
     assert rows["features"][4] == "70.0% / 80.0%"
     comparison = page.tables["mcnemar-table"][0]
     assert comparison[0] == "scratch vs features"
-    assert comparison[1] == "60"
-    only_a = sum(
-        record["runs"][("scratch", s)][f] and not record["runs"][("features", s)][f]
-        for s in seeds
-        for f in record["runs"][("scratch", s)]
-    )
-    assert comparison[4] == str(only_a)
+    # McNemar counts each test image once: right or wrong by the mean of P(dog) over the seeds.
+    assert comparison[1] == "20"
+
+    def averaged_right(name, file):
+        p_dog = np.mean([record["p_dog"][(name, s)][file] for s in seeds])
+        return (p_dog > 0.5) == file.startswith("dog/")
+
+    files = record["runs"][("scratch", seeds[0])]
+    only_a = sum(averaged_right("scratch", f) and not averaged_right("features", f) for f in files)
+    only_b = sum(averaged_right("features", f) and not averaged_right("scratch", f) for f in files)
+    assert comparison[4:6] == [str(only_a), str(only_b)]
+    assert comparison[6] == f"{mcnemar_exact(only_a, only_b):.4f}"
+    # Three seeds whose differences vary (15, 20 and 25 points): the t-interval decides.
+    assert comparison[8] == "t-interval: 3 seeds give differences that vary"
     assert "seed-paired" in html and "t-interval" in html
     curves = [image for image in page.images if image["alt"].startswith("Learning curves")]
     assert len(curves) == 2 and "seeds 1, 2, 3" in curves[0]["alt"]
@@ -694,6 +705,58 @@ def test_provenance_names_the_code_by_commit_in_a_checkout_and_by_sha256_without
     checkout = code_provenance(tmp_path, source)
     assert checkout.startswith(f"git commit <code>{commit}</code> (clean tree)")
     assert source_sha256(checkout).group(1) == digest
+
+
+def test_two_seeds_with_equal_differences_are_decided_by_mcnemar_and_the_report_says_why(tmp_path):
+    """Issue 21's case: on each of two seeds features gets one more of the 20 test images right
+    than scratch (55% vs 50%). The seed-paired interval is [+5, +5], zero wide; McNemar on the
+    seed-averaged predictions gives p = 0.5, and the report says it decided, and why."""
+    subset, seeds = ["scratch", "features"], (1, 2)
+    fabricate_results(tmp_path, subset, seeds=seeds)
+    results = tmp_path / "results"
+    for name, seed, extra in (
+        ("scratch", 1, None),
+        ("scratch", 2, None),
+        ("features", 1, 15),
+        ("features", 2, 16),
+    ):
+        path = results / "predictions" / name / f"{seed}.csv"
+        predictions = pd.read_csv(path)
+        # Right on the first five images of each class (and on image `extra`, confidently; the
+        # other seed's extra image with P(true) 0.4), wrong on the rest.
+        p_true = np.where(np.arange(20) % 10 < 5, 0.8, 0.2)
+        if extra is not None:
+            p_true[31 - extra] = 0.4
+            p_true[extra] = 0.9
+        is_dog = predictions["label"] == "dog"
+        predictions["p_dog"] = np.where(is_dog, p_true, 1 - p_true)
+        predictions["p_cat"] = 1 - predictions["p_dog"]
+        predictions["predicted"] = np.where(predictions["p_dog"] > 0.5, "dog", "cat")
+        predictions["correct"] = predictions["predicted"] == predictions["label"]
+        predictions["probability"] = predictions[["p_cat", "p_dog"]].max(axis=1)
+        predictions.to_csv(path, index=False)
+        path = results / "metrics" / name / f"{seed}.json"
+        metrics = json.loads(path.read_text())
+        path.write_text(json.dumps({**metrics, "test_accuracy": predictions["correct"].mean()}))
+    out = tmp_path / "report.html"
+    write_report(report_inputs(tmp_path, subset, seeds), report_settings(subset, seeds=seeds), out)
+    html = " ".join(out.read_text(encoding="utf-8").split())
+    assert "That is 5.0 percentage points above the runner-up, scratch:" in html
+    assert (
+        "<strong>not a significant difference</strong> on this test set (McNemar p = 0.5000 on "
+        "each experiment's predictions averaged over its 2 seeds). McNemar's exact test decides "
+        "because 2 seeds are too few for a seed-paired interval (it needs 3)."
+    ) in html
+    [comparison] = Page(html).tables["mcnemar-table"]
+    assert comparison[0] == "scratch vs features"
+    assert comparison[3] == "+5.0 (+5.0 to +5.0)"
+    assert comparison[4:] == [
+        "0",
+        "2",
+        "0.5000",
+        "no significant difference",
+        "McNemar: 2 seeds are too few for a seed-paired interval (it needs 3)",
+    ]
 
 
 def test_outside_a_git_checkout_the_report_says_the_code_version_is_unknown(tmp_path):
@@ -848,11 +911,26 @@ def test_the_books_figures_appear_only_for_cats_and_dogs_with_the_books_settings
     settings.experiments[1]["book_settings"] = False
     out = tmp_path / "report.html"
     write_report(report_inputs(tmp_path, subset), settings, out)
-    assert [row[-1] for row in Page(out.read_text()).tables["summary-table"]] == ["71.0%", "–"]
-    # Other classes (the demo's horizontal and vertical): no book figure at all.
+    html = " ".join(out.read_text().split())
+    assert [row[-1] for row in Page(html).tables["summary-table"]] == ["71.0%", "–"]
+    assert "Book's accuracy" in html and "* The book's figures are not results" in html
+    assert "hollow diamonds are the book's figures" in html
+    # Other classes (the demo's horizontal and vertical): no book figure at all, so no column,
+    # footnote or chart marker for one.
+    renamed = {"cat": "horizontal", "dog": "vertical"}
     for name in subset:
         path = tmp_path / "results" / "metrics" / name / f"{SEED}.json"
         metrics = json.loads(path.read_text())
-        path.write_text(json.dumps({**metrics, "class_names": ["horizontal", "vertical"]}))
+        path.write_text(json.dumps({**metrics, "class_names": list(renamed.values())}))
+        path = tmp_path / "results" / "predictions" / name / f"{SEED}.csv"
+        predictions = pd.read_csv(path)
+        predictions[["label", "predicted"]] = predictions[["label", "predicted"]].replace(renamed)
+        predictions.rename(columns={f"p_{a}": f"p_{b}" for a, b in renamed.items()}).to_csv(
+            path, index=False
+        )
     write_report(report_inputs(tmp_path, subset), report_settings(subset), out)
-    assert [row[-1] for row in Page(out.read_text()).tables["summary-table"]] == ["–", "–"]
+    html = " ".join(out.read_text().split())
+    rows = Page(html).tables["summary-table"]
+    # The last cell is the training time, as the header's last column.
+    assert [row[-1] for row in rows] == ["1 min 34 s", "1 min 34 s"]
+    assert "Book" not in html and "book's figures" not in html and "diamond" not in html

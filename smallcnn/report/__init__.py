@@ -108,6 +108,8 @@ def report_context(inputs, settings, writer):
         "seeds": settings.seeds,
         "several_seeds": several_seeds,
         "best": next(row for row in rows if row["is_best"]),
+        # No book figure anywhere (other classes, other settings): no column, note or marker.
+        "has_book": any(row["book"] for row in rows),
         "accuracy_figure": writer.save(
             charts.accuracy_chart(rows), "summary", "accuracy", alt=sections.accuracy_alt(rows)
         ),
@@ -125,6 +127,7 @@ def report_context(inputs, settings, writer):
             and sections.pretrained_weights(experiment_runs[0].summary) is None
         ],
         "significance": comparing.SIGNIFICANCE,
+        "min_pairs": comparing.MIN_PAIRS,
         "settings": sections.settings_rows(settings.experiments, runs),
         "curves": sections.learning_curve_sections(runs, writer),
         "augmentation": sections.augmentation_section(

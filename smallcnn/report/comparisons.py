@@ -1,18 +1,30 @@
 """Which experiment wins, and whether the difference is real.
 
-With one seed per experiment the only randomness left to judge is the test set's, and McNemar's
-exact test on the shared test images answers it. With several seeds, training randomness (the
-initialisation, data order and augmentation) is the larger part, so the verdict rests on the
-seed-paired differences: the same seed drives the same data order in both experiments, and a
-t-interval of their mean says whether the gap outlasts a change of seed. McNemar on the pooled
-predictions is still shown, but it treats each seed's prediction of an image as a new image, so
-it overstates certainty.
+Two tests, and a rule for which one decides (`deciding_test`):
+- the seed-paired t-interval: the same seed drives the same data order in both experiments, and
+  a t-interval of the mean of the seed-paired differences says whether the gap outlasts a change
+  of seed (training randomness: initialisation, data order, augmentation). It estimates the
+  seed's spread from the pairs themselves, so it decides only with at least three seeds whose
+  differences vary: with two it has one degree of freedom, and equal differences give an
+  interval of zero width that would call any gap, one image out of twenty included, real.
+- McNemar's exact test on the shared test images, with one prediction per image and experiment:
+  its class probabilities averaged over its seeds. Pooling every seed's predictions instead
+  would count each image once per seed, as if there were that many more images.
+McNemar is computed for every comparison; it decides whenever the t-interval may not.
 """
 
+import pandas as pd
+
 from smallcnn.errors import UserError
+from smallcnn.metrics import predicted_classes, probability_columns
 from smallcnn.stats import discordant_pairs, mcnemar_exact, paired_difference
 
 SIGNIFICANCE = 0.05
+# Seed pairs the t-interval needs before it may decide: with two it has one degree of freedom.
+MIN_PAIRS = 3
+# Differences of accuracies closer than this are the same difference (one image in a billion):
+# 0.55 - 0.50 and 0.60 - 0.55 differ in the last bits of a float.
+SAME_DIFFERENCE = 1e-9
 
 
 def mean_accuracy(runs):
@@ -56,39 +68,74 @@ def pairs_to_compare(names, order):
     return pairs
 
 
+def deciding_test(differences):
+    """("paired-t" or "mcnemar", why) for a comparison with these seed-paired differences.
+
+    The one place the rule lives: a comparison of another kind of pairs (folds) adds its case
+    here. `why` completes the report's "<test> decides because ...".
+    """
+    n = len(differences)
+    if n == 1:
+        return "mcnemar", "there is one seed"
+    if n < MIN_PAIRS:
+        return "mcnemar", f"{n} seeds are too few for a seed-paired interval (it needs {MIN_PAIRS})"
+    if max(differences) - min(differences) < SAME_DIFFERENCE:
+        return (
+            "mcnemar",
+            f"the difference is the same on all {n} seeds, so the seed-paired interval has "
+            "zero width and measures nothing",
+        )
+    return "paired-t", f"{n} seeds give differences that vary"
+
+
+def averaged_correct(name, runs):
+    """Whether the experiment's prediction of each test image is right, one prediction per image:
+    its class probabilities averaged over the seeds, then the class as the evaluation predicts it
+    (the most probable; of two classes the second above 0.5). With one seed that is the seed's
+    own prediction. A boolean Series by file, of the images every seed predicted."""
+    class_names = list(runs[0].metrics["class_names"])
+    for run in runs[1:]:
+        if list(run.metrics["class_names"]) != class_names:
+            raise UserError(
+                f"{name}: seed {run.seed} has classes {run.metrics['class_names']}, seed "
+                f"{runs[0].seed} {class_names}; rerun its training and evaluation"
+            )
+    columns = probability_columns(class_names)
+    tables = [run.predictions.set_index("file") for run in runs]
+    files = tables[0].index
+    for table in tables[1:]:
+        files = files[files.isin(table.index)]
+    probabilities = sum(table.loc[files, columns].to_numpy() for table in tables) / len(tables)
+    index = {label: k for k, label in enumerate(class_names)}
+    labels = tables[0].loc[files, "label"].map(index).to_numpy()
+    return pd.Series(predicted_classes(probabilities) == labels, index=files, dtype=bool)
+
+
 def compare(a_name, a_runs, b_name, b_runs):
     """One row of the comparison table between two experiments, paired seed by seed."""
     b_by_seed = {run.seed: run for run in b_runs}
     paired = [(run, b_by_seed[run.seed]) for run in a_runs if run.seed in b_by_seed]
     if not paired:
         raise UserError(f"{a_name} and {b_name} share no seed: they cannot be compared paired")
-    only_a = only_b = shared = unshared = 0
-    differences = []
-    for a, b in paired:
-        joined = a.predictions[["file", "correct"]].merge(
-            b.predictions[["file", "correct"]], on="file", suffixes=("_a", "_b")
+    differences = [b.metrics["test_accuracy"] - a.metrics["test_accuracy"] for a, b in paired]
+    a_correct = averaged_correct(a_name, [a for a, _ in paired])
+    b_correct = averaged_correct(b_name, [b for _, b in paired])
+    joined = pd.concat([a_correct, b_correct], axis=1, join="inner", keys=["a", "b"])
+    if joined.empty:
+        raise UserError(
+            f"the predictions of {a_name} and {b_name} share no test image (joined on file): "
+            "they were evaluated on different test sets; rerun both"
         )
-        if joined.empty:
-            raise UserError(
-                f"the predictions of {a_name} and {b_name} (seed {a.seed}) share no test image "
-                "(joined on file): they were evaluated on different test sets; rerun both"
-            )
-        right_a, right_b = discordant_pairs(joined["correct_a"], joined["correct_b"])
-        only_a, only_b = only_a + right_a, only_b + right_b
-        shared += len(joined)
-        unshared += max(len(a.predictions), len(b.predictions)) - len(joined)
-        differences.append(b.metrics["test_accuracy"] - a.metrics["test_accuracy"])
+    only_a, only_b = discordant_pairs(joined["a"], joined["b"])
     p_value = mcnemar_exact(only_a, only_b)
     mean, low, high = paired_difference(differences)
-    if low is None:
-        significant = p_value < SIGNIFICANCE
-        test = "mcnemar"
-    else:
+    test, why = deciding_test(differences)
+    if test == "paired-t":
         significant = low > 0 or high < 0
-        test = "paired-t"
-    better = None
-    if significant:
-        better = b_name if mean > 0 else a_name
+        b_better = mean > 0
+    else:
+        significant = p_value < SIGNIFICANCE
+        b_better = only_b > only_a
     return {
         "a": a_name,
         "b": b_name,
@@ -100,12 +147,13 @@ def compare(a_name, a_runs, b_name, b_runs):
         "difference_high": high,
         "only_a": only_a,
         "only_b": only_b,
-        "shared": shared,
-        "unshared": unshared,
+        "shared": len(joined),
+        "unshared": max(len(a_correct), len(b_correct)) - len(joined),
         "p_value": p_value,
         "test": test,
+        "why": why,
         "significant": significant,
-        "better": better,
+        "better": (b_name if b_better else a_name) if significant else None,
     }
 
 
@@ -131,6 +179,9 @@ def verdict(order, rows):
         "low": None if low is None else (sign * low if sign > 0 else -high),
         "high": None if high is None else (sign * high if sign > 0 else -low),
         "p_value": row["p_value"],
+        "n_seeds": row["n_seeds"],
         "test": row["test"],
+        "why": row["why"],
         "significant": row["significant"],
+        "better": row["better"],
     }

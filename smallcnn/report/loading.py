@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from smallcnn.errors import UserError
+from smallcnn.metrics import probability_columns
 from smallcnn.records import read_json
 
 METRICS_KEYS = (
@@ -97,6 +98,20 @@ def parse_correct(column, path):
     return values.map(mapping).astype(bool)
 
 
+def parse_probabilities(table, class_names, path):
+    """The per-class probability columns as floats, in place; a value that is not a number in
+    0..1 is a user error."""
+    for column in probability_columns(class_names):
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = table[column][values.isna() | (values < 0) | (values > 1)]
+        if len(bad):
+            raise UserError(
+                f"{path}: column {column} holds {bad.astype(str).tolist()[:3]}, expected "
+                "probabilities between 0 and 1; rerun the evaluation that wrote it"
+            )
+        table[column] = values.astype(float)
+
+
 def load_runs(inputs, names, seeds):
     """{experiment: [Run per seed]} in the order of `names` and `seeds`."""
     if not names:
@@ -112,13 +127,18 @@ def load_runs(inputs, names, seeds):
         runs[name] = []
         for seed in seeds:
             key = (name, seed)
-            table = read_csv(predictions[key], PREDICTION_COLUMNS)
+            run_metrics = read_json(metrics[key], METRICS_KEYS)
+            table = read_csv(
+                predictions[key],
+                PREDICTION_COLUMNS + tuple(probability_columns(run_metrics["class_names"])),
+            )
             table["correct"] = parse_correct(table["correct"], predictions[key])
+            parse_probabilities(table, run_metrics["class_names"], predictions[key])
             runs[name].append(
                 Run(
                     experiment=name,
                     seed=seed,
-                    metrics=read_json(metrics[key], METRICS_KEYS),
+                    metrics=run_metrics,
                     summary=read_json(summaries[key], ("experiment",)),
                     history=read_csv(histories[key], HISTORY_COLUMNS),
                     predictions=table,
