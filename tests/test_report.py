@@ -486,7 +486,9 @@ def test_mcnemar_table_compares_consecutive_experiments_and_scratch_with_the_bes
         assert (row[3], row[4]) == (str(only_a), str(only_b))
         p_value = mcnemar_exact(only_a, only_b)
         assert row[5] == ("< 0.0001" if p_value < 1e-4 else f"{p_value:.4f}")
-        assert ("is better" in row[6]) == (p_value < 0.05)
+        # One seed: McNemar decides, for the model right on more of the discordant images.
+        winner = b if only_b > only_a else a
+        assert row[6] == (f"{winner} is better" if p_value < 0.05 else "no significant difference")
 
 
 def test_confusion_matrices_and_most_confidently_wrong_images(full_report):
@@ -934,3 +936,105 @@ def test_the_books_figures_appear_only_for_cats_and_dogs_with_the_books_settings
     # The last cell is the training time, as the header's last column.
     assert [row[-1] for row in rows] == ["1 min 34 s", "1 min 34 s"]
     assert "Book" not in html and "book's figures" not in html and "diamond" not in html
+
+
+# The end-to-end verdict test: five experiments, three seeds, 20 test images (10 per class, in
+# sorted order). Each run is right on its first n images (P(true class) 0.8) and wrong on the
+# rest (0.2), so each experiment's seed-averaged prediction is right where at least two of its
+# three seeds are.
+RIGHT_ON = {
+    "scratch": (4, 4, 4),  # 20% on every seed
+    "augmented": (8, 9, 10),  # 40, 45, 50%
+    "features": (9, 8, 11),  # 45, 40, 55%
+    "frozen": (16, 15, 18),  # 80, 75, 90%: features + 35 points on every seed
+    "finetuned": (17, 16, 19),  # 85, 80, 95%: frozen + 5 points on every seed
+}
+VERDICT_SEEDS = (1, 2, 3)
+
+
+def fabricate_known_runs(root):
+    """The results tree of RIGHT_ON: predictions, and metrics whose accuracy matches them."""
+    fabricate_results(root, ALL, seeds=VERDICT_SEEDS)
+    results = root / "results"
+    for name, counts in RIGHT_ON.items():
+        for seed, right in zip(VERDICT_SEEDS, counts, strict=True):
+            path = results / "predictions" / name / f"{seed}.csv"
+            predictions = pd.read_csv(path).sort_values("file", ignore_index=True)
+            p_true = np.where(np.arange(len(predictions)) < right, 0.8, 0.2)
+            is_dog = predictions["label"] == "dog"
+            predictions["p_dog"] = np.where(is_dog, p_true, 1 - p_true)
+            predictions["p_cat"] = 1 - predictions["p_dog"]
+            predictions["predicted"] = np.where(predictions["p_dog"] > 0.5, "dog", "cat")
+            predictions["correct"] = predictions["predicted"] == predictions["label"]
+            predictions["probability"] = predictions[["p_cat", "p_dog"]].max(axis=1)
+            predictions.to_csv(path, index=False)
+            assert predictions["correct"].sum() == right
+            path = results / "metrics" / name / f"{seed}.json"
+            metrics = json.loads(path.read_text())
+            accuracy = right / len(predictions)
+            path.write_text(json.dumps({**metrics, "test_accuracy": accuracy}))
+
+
+def test_the_report_says_who_wins_by_how_much_and_which_test_decided_each_verdict(tmp_path):
+    """What the report concludes, checked in the rendered HTML against answers worked out by hand:
+    the winner and its margin, and for each comparison the deciding test, its figures, whether
+    the difference is real and whom it favours. Every rule is exercised: the seed-paired
+    interval (three seeds whose differences vary) finding a real difference and finding none,
+    and McNemar (the same difference on every seed) finding one and finding none."""
+    fabricate_known_runs(tmp_path)
+    out = tmp_path / "report.html"
+    settings = report_settings(ALL, seeds=VERDICT_SEEDS)
+    write_report(report_inputs(tmp_path, ALL, VERDICT_SEEDS), settings, out)
+    html = " ".join(out.read_text(encoding="utf-8").split())
+    page = Page(html)
+
+    # finetuned wins: 86.7% mean, 5 points above frozen's 81.7% on every seed. McNemar decides
+    # (the same difference on all three seeds): averaged over the seeds, finetuned is right on
+    # images 0-16 and frozen on 0-15, one discordant image, p = 1.
+    assert "Best on this test set: <strong>finetuned</strong>" in html
+    assert "86.7% &plusmn; 7.6% mean test accuracy over 3 seeds" in html
+    assert (
+        "That is 5.0 percentage points above the runner-up, frozen: <strong>not a significant "
+        "difference</strong> on this test set (McNemar p = 1.0000 on each experiment's predictions "
+        "averaged over its 3 seeds). McNemar's exact test decides because the difference is the "
+        "same on all 3 seeds"
+    ) in html
+    summary = {row[0].split()[0]: row for row in page.tables["summary-table"]}
+    assert [summary[name][2] for name in ALL] == [
+        "20.0% ± 0.0%",
+        "45.0% ± 5.0%",
+        "46.7% ± 7.6%",
+        "81.7% ± 7.6%",
+        "86.7% ± 7.6%",
+    ]
+
+    # B - A over the seeds and its 95% t-interval, t(0.975, 2) = 4.3027: mean +- 4.3027 sd / sqrt 3.
+    def interval(differences):
+        mean = np.mean(differences)
+        half = 4.302653 * np.std(differences, ddof=1) / np.sqrt(3)
+        return f"{mean:+.1f} ({mean - half:+.1f} to {mean + half:+.1f})"
+
+    vary = "t-interval: 3 seeds give differences that vary"
+    same = "McNemar: the difference is the same on all 3 seeds"
+    rows = {row[0]: row for row in page.tables["mcnemar-table"]}
+    expected = {
+        # Paired-t, real: augmented 20, 25 and 30 points ahead.
+        "scratch vs augmented": (interval([20, 25, 30]), "augmented is better", vary),
+        # Paired-t, not real: features 5 ahead, 5 behind, 5 ahead.
+        "augmented vs features": (interval([5, -5, 5]), "no significant difference", vary),
+        # McNemar, real: 35 points on every seed; averaged, frozen is right on 7 images features
+        # gets wrong (9-15) and features on none that frozen misses: p = 2 / 2^7.
+        "features vs frozen": ("+35.0 (+35.0 to +35.0)", "frozen is better", same),
+        # McNemar, not real: one discordant image.
+        "frozen vs finetuned": ("+5.0 (+5.0 to +5.0)", "no significant difference", same),
+        # The first against the best: paired-t, 65, 60 and 75 points.
+        "scratch vs finetuned": (interval([65, 60, 75]), "finetuned is better", vary),
+    }
+    assert list(rows) == list(expected)
+    for pair, (difference, verdict, decided) in expected.items():
+        assert rows[pair][3] == difference, pair
+        assert rows[pair][7] == verdict, pair
+        assert rows[pair][8].startswith(decided), pair
+    assert rows["features vs frozen"][4:7] == ["0", "7", "0.0156"]
+    assert rows["frozen vs finetuned"][4:7] == ["0", "1", "1.0000"]
+    assert rows["scratch vs augmented"][2] == "20.0% / 45.0%"
