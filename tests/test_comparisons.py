@@ -83,7 +83,10 @@ def test_the_same_difference_on_three_seeds_does_not_let_the_t_interval_decide()
     row = compare("A", a, "B", b)
     assert row["n_seeds"] == 3
     assert row["test"] == "mcnemar"
-    assert row["why"].startswith("the difference is the same on all 3 seeds")
+    assert row["why"] == (
+        "the difference is the same on all 3 seeds, so the seed-paired interval has zero width "
+        "and measures nothing"
+    )
     # Averaged over the seeds A is right on images 0-10 (image 10 on two seeds of three), B on
     # images 0-11.
     assert (row["only_a"], row["only_b"]) == (0, 1)
@@ -151,9 +154,11 @@ def test_ranking_by_the_primary_metric_then_accuracy_then_loss():
         # Undefined for every seed: last, whatever its accuracy.
         "d": [scored("d", balanced_accuracy=None, test_accuracy=0.99, test_loss=0.01)],
         "e": [scored("e", balanced_accuracy=0.6, test_accuracy=0.99, test_loss=0.01)],
+        # Zero is a value: below every other, above undefined.
+        "f": [scored("f", balanced_accuracy=0.0, test_accuracy=0.999, test_loss=0.0)],
     }
-    assert ranked(runs, "balanced_accuracy") == ["a", "c", "b", "e", "d"]
-    assert ranked(runs) == ["d", "e", "a", "c", "b"]
+    assert ranked(runs, "balanced_accuracy") == ["a", "c", "b", "e", "f", "d"]
+    assert ranked(runs) == ["f", "d", "e", "a", "c", "b"]
 
 
 def test_the_mean_of_a_metric_skips_seeds_where_it_is_undefined():
@@ -183,6 +188,12 @@ def test_the_mean_of_a_metric_skips_seeds_where_it_is_undefined():
         ),
         # The first is the best: no pair of it with itself; best and runner-up consecutive.
         (["a", "b", "c"], ["a", "b", "c"], [("a", "b"), ("b", "c")]),
+        # Declared order, not the alphabet's: the runner-up b was declared before the best a.
+        (
+            ["x", "b", "y", "a"],
+            ["a", "b", "x", "y"],
+            [("x", "b"), ("b", "y"), ("y", "a"), ("x", "a"), ("b", "a")],
+        ),
         (
             ["a", "b", "c", "d"],
             ["a", "c", "b", "d"],
@@ -266,15 +277,41 @@ def test_a_seed_missing_an_image_leaves_it_out_of_the_averaged_prediction():
     assert list(correct.index) == FILES[:-1] and correct.all()
 
 
-def test_seeds_with_other_classes_are_a_user_error():
-    first, second = run("A", 1, right_on(range(5))), run("A", 2, right_on(range(5)))
-    second.metrics["class_names"] = ["dog", "cat"]
-    message = (
-        r"^A: seed 2 has classes \['dog', 'cat'\], seed 1 \['cat', 'dog'\]; rerun its training "
-        r"and evaluation$"
-    )
-    with pytest.raises(UserError, match=message):
-        averaged_correct("A", [first, second])
+def test_seeds_with_other_classes_are_a_user_error_naming_the_experiment():
+    def seeds(name):
+        first, second = run(name, 1, right_on(range(5))), run(name, 2, right_on(range(5)))
+        second.metrics["class_names"] = ["dog", "cat"]
+        return [first, second]
+
+    good = [run("A", seed, right_on(range(5))) for seed in (1, 2)]
+    for a, b, name in ((seeds("A"), good, "A"), (good, seeds("B"), "B")):
+        message = (
+            rf"^{name}: seed 2 has classes \['dog', 'cat'\], seed 1 \['cat', 'dog'\]; rerun its "
+            r"training and evaluation$"
+        )
+        with pytest.raises(UserError, match=message):
+            compare("A", a, "B", b)
+
+
+def test_the_t_interval_decides_even_where_mcnemar_would_not_agree():
+    """Three seeds whose differences vary: the interval's verdict stands, whatever McNemar on
+    the averaged predictions says."""
+    a = [run("A", seed, right_on(range(10))) for seed in (1, 2, 3)]
+    # B 10, 15 and 10 points ahead: a real difference across seeds, though averaged B is right
+    # on only two images A misses (p = 0.5).
+    b = [run("B", seed, right_on(range(n))) for seed, n in ((1, 12), (2, 13), (3, 12))]
+    row = compare("A", a, "B", b)
+    assert (row["only_a"], row["only_b"], row["p_value"]) == (0, 2, 0.5)
+    assert row["test"] == "paired-t" and row["difference_low"] > 0
+    assert row["significant"] and row["better"] == "B"
+    # B 40 points ahead, 40 behind, 40 ahead: no real difference across seeds, though averaged
+    # B is right on eight images A misses (p = 2 / 2^8).
+    b = [run("B", seed, right_on(range(n))) for seed, n in ((1, 18), (2, 2), (3, 18))]
+    row = compare("A", a, "B", b)
+    assert (row["only_a"], row["only_b"]) == (0, 8)
+    assert row["p_value"] == pytest.approx(2 / 2**8)
+    assert row["test"] == "paired-t" and row["difference_low"] < 0
+    assert not row["significant"] and row["better"] is None
 
 
 def test_experiments_without_a_shared_seed_or_test_image_cannot_be_compared():
