@@ -261,6 +261,96 @@ def test_hashes_exactly_max_distance_bits_apart_are_a_pair_one_bit_more_are_not(
         assert len(groups) == (status == "near_duplicate")
 
 
+def hashed(file, label, phash, width=64, height=64, status="ok"):
+    return {
+        "file": file,
+        "label": label,
+        "status": status,
+        "width": width,
+        "height": height,
+        "bytes": width * height,
+        "phash": phash,
+    }
+
+
+def test_grouping_keeps_the_largest_image_and_names_the_others():
+    rows = [
+        # Wide but smaller in area (3,000 pixels) than the square kept (4,096).
+        hashed("cat/wide.jpg", "cat", "00000000000000ff", width=100, height=30),
+        hashed("cat/square.jpg", "cat", "00000000000000fe"),
+        hashed("cat/other.jpg", "cat", "ffffffff00000000"),
+        # A rejected file is not grouped, whatever its hash.
+        hashed("cat/corrupt.jpg", "cat", "00000000000000ff", status="corrupt"),
+        # Three labels' worth of one photo: a conflict, each naming the others.
+        hashed("dog/b.jpg", "dog", "f0f0f0f0f0f0f0f0"),
+        hashed("dog/a.jpg", "dog", "f0f0f0f0f0f0f0f1"),
+        hashed("cat/c.jpg", "cat", "f0f0f0f0f0f0f0f3"),
+    ]
+    groups = near_duplicates.mark(rows, max_distance=2)
+    # Sorted by the kept file; each group largest first (then most bytes, then name).
+    assert [[row["file"] for row in group] for group in groups] == [
+        ["cat/c.jpg", "dog/a.jpg", "dog/b.jpg"],
+        ["cat/square.jpg", "cat/wide.jpg"],
+    ]
+    wide, square, other, corrupt = rows[:4]
+    assert (square["status"], square["group"], square["distance"]) == ("ok", "cat/square.jpg", 0)
+    assert (wide["status"], wide["group"], wide["distance"]) == (
+        "near_duplicate",
+        "cat/square.jpg",
+        1,
+    )
+    assert wide["detail"] == "the same photo as cat/square.jpg (1 bits apart)"
+    assert other["status"] == "ok" and "group" not in other
+    assert corrupt["status"] == "corrupt" and "group" not in corrupt
+    b, a, c = rows[4:]
+    assert {row["status"] for row in (a, b, c)} == {"label_conflict"}
+    assert a["detail"] == "near-duplicates labelled cat and dog: cat/c.jpg, dog/b.jpg"
+    assert (b["distance"], a["distance"]) == (2, 1)
+
+
+def test_the_hamming_distance_counts_differing_bits():
+    assert near_duplicates.hamming("00ff", "0f0f") == 8
+    assert near_duplicates.hamming("ffffffffffffffff", "0000000000000000") == 64
+    assert near_duplicates.hamming("1234", "1234") == 0
+
+
+def test_pair_distances_are_bit_counts():
+    first, second, distance = near_duplicates.close_pairs([0b1011, 0b0001, 0b0000], 3)
+    assert (first.tolist(), second.tolist(), distance.tolist()) == ([0, 0, 1], [1, 2, 2], [2, 3, 1])
+    assert distance.dtype.kind == "i"
+    assert near_duplicates.close_pairs([], 6)[2].dtype.kind == "i"
+
+
+def test_the_examples_shown_are_the_farthest_pairs(tmp_path):
+    images = {}
+    for name, mode in (("a.jpg", "RGB"), ("b.jpg", "CMYK"), ("c.jpg", "L"), ("d.jpg", "RGB")):
+        buffer = io.BytesIO()
+        Image.new(mode, (40, 30)).save(buffer, "JPEG")
+        images[name] = buffer.getvalue()
+
+    def row(file, distance, status="near_duplicate"):
+        return {**hashed(file, "cat", "0"), "status": status, "distance": distance}
+
+    groups = [
+        [row("c.jpg", 0, "ok"), row("a.jpg", 2)],
+        [row("d.jpg", 0, "ok"), row("b.jpg", 5), row("a.jpg", 1)],
+        [row("b.jpg", 0, "ok"), row("c.jpg", 2)],
+    ]
+    summary = near_duplicates.summary(groups, True, 6, images.__getitem__)
+    assert [[image["file"] for image in example["images"]] for example in summary["examples"]] == [
+        ["d.jpg", "b.jpg"],
+        ["b.jpg", "c.jpg"],
+        ["c.jpg", "a.jpg"],
+    ]
+    assert [example["distance"] for example in summary["examples"]] == [5, 2, 2]
+    assert (summary["n_groups"], summary["n_images"], summary["n_near_duplicate"]) == (3, 7, 4)
+    # Every thumbnail is a PNG, whatever the mode of the file (CMYK and greyscale here).
+    for example in summary["examples"]:
+        for image in example["images"]:
+            data = base64.b64decode(image["thumbnail"].removeprefix("data:image/png;base64,"))
+            assert Image.open(io.BytesIO(data)).format == "PNG"
+
+
 def test_components_follow_chains():
     labels = near_duplicates.components(7, np.array([5, 1, 3]), np.array([1, 3, 6]))
     assert labels.tolist() == [0, 1, 2, 1, 4, 1, 1]
