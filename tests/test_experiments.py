@@ -394,3 +394,161 @@ def test_the_report_names_an_experiments_own_settings():
     )
     assert experiments.overridden(resolved["fast"]) == "learning_rate 0.003, epochs 10"
     assert experiments.overridden(resolved["mobile"]) == ""
+
+
+def test_the_list_form_comes_out_in_the_books_order_whatever_the_order_written():
+    resolved = experiments.resolve(config_with(["features", "augmented", "scratch"]))
+    assert list(resolved) == ["scratch", "augmented", "features"]
+    assert [e.name for e in resolved.values()] == list(resolved)
+
+
+def test_callbacks_merge_key_by_key_from_run_to_kind_to_experiment():
+    assert experiments.merge_callbacks(
+        {"tensorboard": True, "early_stopping": {"patience": 10, "monitor": "val_loss"}},
+        None,
+        {"tensorboard": False, "early_stopping": {"patience": 3}},
+    ) == {"tensorboard": False, "early_stopping": {"patience": 3, "monitor": "val_loss"}}
+    config = config_with(
+        {"quick": {"kind": "scratch", "callbacks": {"reduce_lr": {"factor": 0.2}}}}
+    )
+    config["training"]["scratch"]["callbacks"] = {"early_stopping": {"patience": 2}}
+    callbacks = experiments.resolve(config)["quick"].settings["callbacks"]
+    assert callbacks["early_stopping"] == {**DEFAULTS["callbacks"]["early_stopping"], "patience": 2}
+    assert callbacks["reduce_lr"] == {**DEFAULTS["callbacks"]["reduce_lr"], "factor": 0.2}
+    assert callbacks["tensorboard"] is DEFAULTS["callbacks"]["tensorboard"]
+
+
+def test_settings_hold_training_keys_only():
+    resolved = experiments.resolve(
+        config_with(
+            {
+                "fr": {"kind": "frozen", "conv_base": {"weights": "none"}, "epochs": 2},
+                "ft": {"kind": "finetuned", "from": "fr", "conv_base": {"unfreeze_from": "x"}},
+            }
+        )
+    )
+    for experiment in resolved.values():
+        assert set(experiment.settings) <= set(registry.TRAINING_KEYS), experiment.name
+    assert resolved["fr"].settings["epochs"] == 2
+    assert resolved["ft"].overrides == ("conv_base",)
+
+
+@pytest.mark.parametrize(
+    ("training", "message"),
+    [
+        (
+            {"scratch": None},
+            r"^training\.scratch is missing: it holds the defaults of s$",
+        ),
+        (
+            {"features": {"augment": True}},
+            r"^training\.features cannot set augment: that kind keeps them fixed$",
+        ),
+    ],
+)
+def test_wrong_kind_defaults_are_named(training, message):
+    config = config_with({"s": {"kind": "scratch"}, "f": {"kind": "features"}})
+    for kind, defaults in training.items():
+        if defaults is None:
+            del config["training"][kind]
+        else:
+            config["training"][kind].update(defaults)
+    with pytest.raises(UserError, match=message):
+        experiments.resolve(config)
+
+
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        (
+            {"x": {"epochs": 3}},
+            "experiment 'x' needs a kind: one of scratch, augmented, features, frozen, finetuned "
+            "(e.g. {kind: scratch})",
+        ),
+        (
+            {"x": {"kind": "scratch", "epoch": 3, "lr": 1}},
+            "experiment 'x' has unknown key(s) epoch, lr: an experiment takes kind, from, "
+            f"conv_base and the training keys {', '.join(registry.TRAINING_KEYS)}",
+        ),
+        (
+            {"x": {"kind": "scratch", "conv_base": {"name": "vgg16"}}},
+            "experiment 'x' (kind scratch) cannot set conv_base: that kind takes no conv_base",
+        ),
+        (
+            {"x": {"kind": "features", "augment": True, "conv_base": {"unfreeze_from": "b"}}},
+            "experiment 'x' (kind features) cannot set augment, unfreeze_from: that kind takes "
+            "conv_base.name, conv_base.weights and keeps augment fixed",
+        ),
+        (
+            {"x": {"kind": "frozen", "from": "y"}},
+            "experiment 'x' (kind frozen) cannot set from: only a finetuned experiment starts "
+            "from another experiment's model",
+        ),
+        (
+            {"x": {"kind": "finetuned"}},
+            "experiment 'x' (kind finetuned) must name the frozen experiment it starts from: "
+            "declare a frozen experiment, e.g. frozen: {kind: frozen}, and write from: frozen",
+        ),
+        (
+            {
+                "fr": {"kind": "frozen"},
+                "x": {"kind": "finetuned", "from": "s"},
+                "s": {"kind": "scratch"},
+            },
+            "experiment 'x' starts from 's', which is a scratch: it must start from a frozen "
+            "experiment; write from: fr",
+        ),
+        (
+            {"x y": {"kind": "scratch"}},
+            "experiment name 'x y' is used in paths: use letters, digits, '_' and '-' only",
+        ),
+    ],
+)
+def test_wrong_declarations_are_named_in_full(declared, message):
+    with pytest.raises(UserError) as error:
+        experiments.resolve(config_with(declared))
+    assert str(error.value) == message
+
+
+def test_the_report_leaves_callbacks_to_the_settings_table():
+    resolved = experiments.resolve(
+        config_with(
+            {"quick": {"kind": "scratch", "epochs": 5, "callbacks": {"tensorboard": False}}}
+        )
+    )
+    assert experiments.overridden(resolved["quick"]) == "epochs 5"
+
+
+def test_weights_files_are_named_from_where_the_rules_run(tmp_path, monkeypatch):
+    name = "_My VGG16 (fine-tuned on edges, second trial, 2026).weights.h5"
+    (tmp_path / name).write_bytes(b"weights")
+    monkeypatch.chdir(tmp_path)
+    found = experiments.weights_id(name)
+    # Lower case, runs of other characters as one "_", none at either end, at most 40.
+    assert found.split("-")[0] == "my_vgg16_fine_tuned_on_edges_second_tria"
+    monkeypatch.chdir(tmp_path.parent)
+    assert experiments.weights_id(name, root=tmp_path) == found
+    message = (
+        r"^conv_base.weights='missing.h5': no such file \(give the path of a .weights.h5 file, "
+        r"imagenet or none\)$"
+    )
+    with pytest.raises(UserError, match=message):
+        experiments.weights_id("missing.h5", root=tmp_path)
+    assert experiments.weights_id("none") == "none"
+
+
+def test_the_books_settings_whatever_the_config_declares():
+    """The book's settings come from config.yaml's defaults of the kind, even when the config
+    declares its own experiments; callbacks do not count."""
+    book_config = {**DEFAULTS, "experiments": {"mine": {"kind": "scratch"}}}
+    resolved = experiments.resolve(
+        config_with(
+            {
+                "quiet": {"kind": "scratch", "callbacks": {"tensorboard": False}},
+                "f": {"kind": "features"},
+            }
+        )
+    )
+    assert experiments.is_book(resolved["quiet"], book_config, [150, 150])
+    assert experiments.is_book(resolved["f"], book_config, [150, 150])
+    assert book_config["experiments"] == {"mine": {"kind": "scratch"}}
