@@ -1,13 +1,14 @@
 # make demo  - set up .venv and run the offline demo to results/report.html
 # make run   - the real dataset (needs internet): results/report.html
 # make test  - set up .venv, run the linters and the test suite
+# make rulegraph - redraw docs/rulegraph.{dot,svg} after adding or rewiring a rule (needs Graphviz)
 # make mutation - mutation testing of the pure-Python core with its fast unit tests (not in CI)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: setup demo run test lint mutation
+.PHONY: setup demo run test lint rulegraph mutation
 setup: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,6 +31,9 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+rulegraph: setup
+	$(BIN)/python docs/rulegraph.py
 
 # From scratch each time: mutmut reruns only the functions whose code changed, so a new test would
 # not be tried against the mutants that survived it before. What it mutates and with which tests:

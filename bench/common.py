@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -24,6 +25,8 @@ PHOTOS_ZIP = SHARED / "data" / "dogs-vs-cats-4000.zip"
 OFFLINE_WEIGHTS_TOOL = SHARED / "tools" / "offline_vgg16_weights.py"
 CLASSES = ("cat", "dog")
 SPLITS = ("train", "validation", "test")
+# The book's batch size (DLwP listings 5.14 and 5.17).
+BOOK_BATCH = 20
 # CPU flags that decide which precision levers exist on this machine.
 INTERESTING_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 
@@ -31,18 +34,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def cpu_model():
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def cpu_flags():
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+def pipeline_augmentation():
+    """The pipeline's augmentation settings: config.yaml's defaults, the book's values."""
+    return yaml.safe_load((REPO / "config.yaml").read_text())["augmentation"]
 
 
 def load_average():
@@ -54,10 +48,12 @@ def machine():
     import keras
     import tensorflow as tf
 
-    flags = cpu_flags()
+    from smallcnn import devices
+
+    flags = devices.cpu_flags()
     memory_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
     return {
-        "cpu_model": cpu_model(),
+        "cpu_model": devices.cpu_model(),
         "cores": os.cpu_count(),
         "memory_gb": round(memory_kb / 1024**2, 1),
         "cpu_flags": {flag: flag in flags for flag in INTERESTING_FLAGS},
@@ -171,7 +167,15 @@ def summarize(samples, images=None):
         "max_seconds": round(max(seconds), 3),
         "cpu_seconds": [round(s, 3) for s in cpu],
         "median_cpu_seconds": round(statistics.median(cpu), 3),
+        "min_cpu_seconds": round(min(cpu), 3),
+        # CPU seconds per second: how many cores the variant kept busy.
+        "median_cores_busy": round(
+            statistics.median(c / s for c, s in zip(cpu, seconds, strict=True)), 2
+        ),
     }
+    if all("thread_cpu" in sample for sample in samples):
+        thread = statistics.median(sample["thread_cpu"] for sample in samples)
+        summary["median_calling_thread_cpu_seconds"] = round(thread, 3)
     if images:
         summary["images"] = images
         summary["images_per_second"] = round(images / median, 2)
@@ -214,11 +218,17 @@ def _enter_worker(env, preload):
 
 def timed(function, *args, **kwargs):
     """Wall and CPU seconds (all threads of this process) of one call, run inside a Worker so
-    that no messaging is counted. CPU time is the figure that other jobs on a shared machine
-    disturb least; wall time is the one that matters."""
-    wall, cpu = time.perf_counter(), time.process_time()
+    that no messaging is counted, and the CPU seconds of the calling thread alone. CPU time is
+    the figure that other jobs on a shared machine disturb least; wall time is the one that
+    matters. What the calling thread does while no other thread works (building a model,
+    tracing it) cannot use a second core."""
+    wall, cpu, thread = time.perf_counter(), time.process_time(), time.thread_time()
     function(*args, **kwargs)
-    return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
+    return {
+        "wall": time.perf_counter() - wall,
+        "cpu": time.process_time() - cpu,
+        "thread_cpu": time.thread_time() - thread,
+    }
 
 
 def tensorflow_setup():

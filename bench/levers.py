@@ -314,7 +314,7 @@ def study_bf16_accuracy(args):
     import keras
     import numpy as np
 
-    from smallcnn import features, models, stats, training
+    from smallcnn import feature_file, features, models, stats, training
 
     weights = common.REPO / "resources" / "weights" / "vgg16_offline_hed.weights.h5"
     if not weights.exists():
@@ -343,7 +343,7 @@ def study_bf16_accuracy(args):
                 out[f"extract_seconds_{precision}_{split}"] = round(
                     time.perf_counter() - started, 1
                 )
-                sets[precision][split] = features.read_features(path)
+                sets[precision][split] = feature_file.read(path)
         f32, b16 = sets["float32"]["test"].features, sets["mixed"]["test"].features
         out["feature_relative_error"] = float(np.linalg.norm(f32 - b16) / np.linalg.norm(f32))
 

@@ -63,7 +63,7 @@ def weights_id(weights):
 CACHED_FROZEN = [
     e.name
     for e in EXPERIMENTS.values()
-    if e.kind == "frozen"
+    if registry.KINDS[e.kind].builds_frozen_base
     and config["cache_frozen"]
     and e.conv_base["weights"] != "none"
 ]
@@ -74,7 +74,7 @@ FEATURE_WEIGHTS = {
     for base in (
         e.conv_base
         for e in EXPERIMENTS.values()
-        if e.kind == "features" or e.name in CACHED_FROZEN
+        if registry.KINDS[e.kind].trains_on_features or e.name in CACHED_FROZEN
     )
 }
 
@@ -126,8 +126,7 @@ def train_params(wildcards):
         # Only where it applies: toggling it reruns exactly the frozen-base experiments.
         **(
             {"cache_frozen": config["cache_frozen"]}
-            if registry.KINDS[experiment.kind].uses_base
-            and registry.KINDS[experiment.kind].inputs == "images"
+            if registry.KINDS[experiment.kind].runs_base_on_images
             else {}
         ),
         # Here, not as a separate params entry: the backup's fingerprint is made of these
@@ -139,7 +138,7 @@ def train_params(wildcards):
 def train_inputs(wildcards):
     """Images (or extracted features), the base's weights, and the model to start from."""
     experiment = EXPERIMENTS[wildcards.experiment]
-    if experiment.kind == "features":
+    if registry.KINDS[experiment.kind].trains_on_features:
         return {
             split: f"{features_dir(experiment)}/{split}.h5"
             for split in ("train", "validation")
@@ -157,14 +156,9 @@ def train_inputs(wildcards):
 
 def test_input(wildcards):
     experiment = EXPERIMENTS[wildcards.experiment]
-    if experiment.kind == "features":
+    if registry.KINDS[experiment.kind].trains_on_features:
         return f"{features_dir(experiment)}/test.h5"
     return "results/data/test"
-
-
-def trained_runs():
-    """Every (experiment, seed) whose training the report depends on."""
-    return per_run("{experiment}/{seed}")
 
 
 def extractions():
@@ -172,7 +166,7 @@ def extractions():
     return [
         f"{features_dir(e).removeprefix('results/features/')}/{split}"
         for e in EXPERIMENTS.values()
-        if e.kind == "features"
+        if registry.KINDS[e.kind].trains_on_features
         for split in SPLITS
     ]
 

@@ -1,5 +1,5 @@
 from smallcnn.logs import job_log
-from smallcnn.summary import write_summary
+from smallcnn.summary_csv import write_summary
 
 with job_log(snakemake.log[0]):
     write_summary(

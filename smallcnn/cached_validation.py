@@ -16,18 +16,15 @@ callback puts `val_*` into each epoch's logs, as fit's own validation would.
 """
 
 import dataclasses
-import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
-import h5py
 import keras
-import numpy as np
+import tensorflow as tf
 
-from smallcnn import datasets, models, registry
+from smallcnn import datasets, feature_file, models, registry
 
 log = logging.getLogger(__name__)
 
@@ -96,64 +93,6 @@ def split_at_frozen(model):
     return Split(frozen=frozen, head=head, layers=names, whole_base=whole), None
 
 
-def _dataset_names(count):
-    """HDF5 dataset of each cached tensor: "features" for the first, as a features file has."""
-    return ["features"] + [f"features_{k}" for k in range(1, count)]
-
-
-def _read_attrs(h5):
-    attrs = {}
-    for key, value in h5.attrs.items():
-        if isinstance(value, str) and value[:1] in "[{":
-            value = json.loads(value)
-        attrs[key] = value
-    return attrs
-
-
-def write_activations(frozen, images, out, image_size, batch_size, class_names, attrs):
-    """Run the `frozen` layers over the split folder `images` into `out` (HDF5), batch by batch.
-
-    The layout and attributes are those of smallcnn.features' files, plus one `features_<k>` per
-    further cached tensor when the frozen layers feed the rest through more than one.
-    """
-    import tensorflow as tf
-
-    image_set = datasets.load_images(images, image_size, batch_size, class_names=class_names)
-    n = len(image_set.files)
-    outputs = frozen.outputs
-    names = _dataset_names(len(outputs))
-
-    @tf.function(reduce_retracing=True)
-    def compute(batch):
-        return [tf.cast(v, tf.float32) for v in keras.tree.flatten(frozen(batch, training=False))]
-
-    out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(partial, "w") as h5:
-        sets = [
-            h5.create_dataset(
-                name,
-                shape=(n, *t.shape[1:]),
-                dtype="float32",
-                chunks=(min(batch_size, n), *t.shape[1:]),
-            )
-            for name, t in zip(names, outputs, strict=True)
-        ]
-        h5.create_dataset("labels", data=np.asarray(image_set.labels, dtype="int32"))
-        h5.create_dataset("files", data=image_set.files, dtype=h5py.string_dtype())
-        for key, value in {**attrs, "class_names": image_set.class_names}.items():
-            h5.attrs[key] = json.dumps(value) if isinstance(value, list | dict) else value
-        written = 0
-        for batch, _ in image_set.dataset:
-            values = [v.numpy() for v in compute(batch)]
-            for dataset, value in zip(sets, values, strict=True):
-                dataset[written : written + len(value)] = value
-            written += len(values[0])
-    os.replace(partial, out)
-    return out
-
-
 class Activations:
     """(activations, labels) batches of a cache file, in file order, and as a tf.data pipeline.
 
@@ -164,12 +103,10 @@ class Activations:
 
     def __init__(self, path, batch_size, count, memory_bound=MEMORY_BOUND_BYTES):
         self.batch_size = batch_size
-        self._file = h5py.File(path, "r")
-        sets = [self._file[name] for name in _dataset_names(count)]
+        self._file, sets, self.labels = feature_file.open_outputs(path, count)
         size = sum(s.size * s.dtype.itemsize for s in sets)
         self.in_memory = size <= memory_bound
         self.arrays = [s[...] for s in sets] if self.in_memory else sets
-        self.labels = self._file["labels"][...]
         if self.in_memory:
             self.close()
         self.dataset = self._dataset()
@@ -183,8 +120,6 @@ class Activations:
         return (x[0] if len(x) == 1 else tuple(x)), self.labels[rows]
 
     def _dataset(self):
-        import tensorflow as tf
-
         x = [tf.TensorSpec((None, *a.shape[1:]), tf.float32) for a in self.arrays]
         spec = (x[0] if len(x) == 1 else tuple(x), tf.TensorSpec((None,), tf.int32))
         if self.in_memory:
@@ -232,34 +167,18 @@ class Validation:
     callbacks: list
 
 
-def _features_file(inputs, info, base_name, image_size, runtime, split, class_names):
+def _features_file(inputs, expected, class_names):
     """(the features file of the validation split, None) when it holds exactly what the model's
-    frozen base makes of those images, else (None, why not)."""
+    frozen base makes of those images (`expected`: its run attributes), else (None, why not)."""
     path = inputs.get("validation_features")
     if not path:
         return None, "no features file of the validation split is an input"
-    if info.get("weights_sha256") in (None, "none"):
+    if expected["weights_sha256"] in (None, "none"):
         # Random weights are drawn per seed: another draw than the features stage's.
         return None, "the conv base has random weights"
-    with h5py.File(path, "r") as h5:
-        attrs = _read_attrs(h5)
-        files = [f.decode() if isinstance(f, bytes) else f for f in h5["files"][...]]
-    expected = {
-        "base_model": base_name,
-        "weights_sha256": info.get("weights_sha256"),
-        "input_size": list(image_size),
-        "precision": runtime.policy,
-        "layer": split.layers[0],
-        "class_names": list(class_names),
-    }
-    for key, value in expected.items():
-        found = attrs.get(key)
-        found = list(found) if isinstance(value, list) and found is not None else found
-        if found != value:
-            return None, f"{path} does not fit: its {key} is {found!r}, the model's {value!r}"
-    if files != datasets.list_images(inputs["validation"], class_names)[0]:
-        return None, f"{path} does not fit: it was written for other validation images"
-    return path, None
+    files = datasets.list_images(inputs["validation"], class_names)[0]
+    why = feature_file.mismatch(path, expected, files)
+    return (None, why) if why else (path, None)
 
 
 def setup(model, settings, inputs, validation, cache_dir, runtime):
@@ -271,10 +190,9 @@ def setup(model, settings, inputs, validation, cache_dir, runtime):
     job. Every case where the cache does not apply is logged with its reason.
     """
     name = f"{settings['experiment']}/{settings['seed']}"
-    kind = registry.KINDS[settings["kind"]]
-    if not (kind.uses_base and kind.inputs == "images"):
+    if not registry.KINDS[settings["kind"]].runs_base_on_images:
         return Validation(validation, [])
-    if not settings.get("cache_frozen", True):
+    if not settings["cache_frozen"]:
         log.info("%s: cache_frozen is off: validating end to end", name)
         return Validation(validation, [])
     split, why = split_at_frozen(model)
@@ -286,37 +204,30 @@ def setup(model, settings, inputs, validation, cache_dir, runtime):
     class_names, info = models.model_info(model)
     info = info or {}
     base_name = settings["conv_base"]["name"]
+    weights = {"source": info.get("weights"), "sha256": info.get("weights_sha256")}
     path = None
     if split.whole_base:
-        path, why = _features_file(inputs, info, base_name, image_size, runtime, split, class_names)
+        expected = feature_file.run_attrs(base_name, weights, image_size, split.layers[0], runtime)
+        expected["class_names"] = list(class_names)
+        path, why = _features_file(inputs, expected, class_names)
         if why:
             log.info("%s: %s: computing the frozen base's outputs once instead", name, why)
         source = "the features stage"
     if path is None:
         started = time.perf_counter()
-        path = write_activations(
-            split.frozen,
-            inputs["validation"],
-            Path(cache_dir) / "validation-activations.h5",
-            image_size,
-            batch_size,
-            class_names,
-            {
-                "base_model": base_name,
-                "weights_source": info.get("weights", "unknown"),
-                "weights_sha256": info.get("weights_sha256", "unknown"),
-                "input_size": list(image_size),
-                "preprocessing": registry.BASES[base_name].preprocessing,
-                "layer": split.layers,
-                "unfreeze_from": settings["conv_base"].get("unfreeze_from") or "",
-                "keras_version": keras.__version__,
-                "tensorflow_version": _tf_version(),
-                "precision": runtime.policy,
-                "device": runtime.device,
-                "intra_op_threads": runtime.intra_op_threads,
-                "inter_op_threads": runtime.inter_op_threads,
-            },
+        path = Path(cache_dir) / "validation-activations.h5"
+        images = datasets.load_images(
+            inputs["validation"], image_size, batch_size, class_names=class_names
         )
+        attrs = feature_file.run_attrs(
+            base_name,
+            {key: "unknown" if value is None else value for key, value in weights.items()},
+            image_size,
+            split.layers,
+            runtime,
+            unfreeze_from=settings["conv_base"].get("unfreeze_from") or "",
+        )
+        feature_file.write(split.frozen, images, batch_size, path, attrs)
         source = f"computed once in {time.perf_counter() - started:.1f} s"
     batches = Activations(path, batch_size, len(split.layers))
     log.info(
@@ -327,9 +238,3 @@ def setup(model, settings, inputs, validation, cache_dir, runtime):
         "in memory" if batches.in_memory else "streamed from HDF5",
     )
     return Validation(None, [CachedValidation(split.head, batches)])
-
-
-def _tf_version():
-    import tensorflow as tf
-
-    return tf.__version__

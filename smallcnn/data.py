@@ -90,7 +90,7 @@ def prepare(
         else:
             row.update(status="unlabelled", detail=f"outside the {layout.describe()}")
 
-    def check(member):
+    def inspect_member(member):
         refused = images.too_large(member.size, max_image_pixels)
         if refused:
             return {"status": refused.status, "detail": refused.detail}
@@ -116,25 +116,30 @@ def prepare(
         }
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for member, result in zip(to_check, pool.map(check, to_check), strict=True):
+        for member, result in zip(to_check, pool.map(inspect_member, to_check), strict=True):
             rows[member.name].update(result)
 
     _mark_duplicates(rows.values())
-    check = near_duplicate_check or {"enabled": False, "max_distance": None}
+    near_duplicate_settings = near_duplicate_check or {"enabled": False, "max_distance": None}
     groups = []
-    if check["enabled"]:
+    if near_duplicate_settings["enabled"]:
         hashing = time.perf_counter()
-        groups = near_duplicates.mark(rows.values(), check["max_distance"])
+        groups = near_duplicates.mark(rows.values(), near_duplicate_settings["max_distance"])
         log.info(
             "prepare: %d near-duplicate groups within %d bits, found in %.1f s",
             len(groups),
-            check["max_distance"],
+            near_duplicate_settings["max_distance"],
             time.perf_counter() - hashing,
         )
     if near_duplicate_summary:
         _write_json(
             near_duplicate_summary,
-            near_duplicates.summary(groups, check["enabled"], check["max_distance"], origin.read),
+            near_duplicates.summary(
+                groups,
+                near_duplicate_settings["enabled"],
+                near_duplicate_settings["max_distance"],
+                origin.read,
+            ),
         )
     table = sorted(rows.values(), key=lambda row: row["file"])
     _write_csv(manifest, MANIFEST_COLUMNS, table)

@@ -3,13 +3,17 @@
 Every image is decoded and resized once, the same way for training, evaluation, feature
 extraction and prediction (bilinear, as image_dataset_from_directory does), and kept as uint8.
 Training sets are cached decoded, so that after the first epoch the input pipeline costs a
-memory copy per image and keeps up with the model; augmentation runs inside the model.
+memory copy per image and keeps up with the model; augmentation runs inside the model. A training
+run's data (`training_data`) is either two split folders or two features files.
 """
 
 import dataclasses
 import logging
+import math
+import os
 from pathlib import Path
 
+from smallcnn import feature_file, registry
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,14 @@ class ImageSet:
     files: list  # "<label>/<name>", relative to the split folder, in label then name order
     labels: list
     class_names: list
+
+
+def single_path(value):
+    """The path of a job input given as a path or a list of at most one (None when empty: the
+    weights input of a base with random weights)."""
+    if isinstance(value, str | os.PathLike):
+        return str(value)
+    return str(value[0]) if value else None
 
 
 def class_names_in(directory):
@@ -134,3 +146,100 @@ def load_images(
     )
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     return ImageSet(dataset=dataset, files=files, labels=labels, class_names=class_names)
+
+
+@dataclasses.dataclass(kw_only=True)
+class TrainingData:
+    """What a training run trains and validates on, and what its model needs to know of it."""
+
+    train: object  # tf.data.Dataset of (inputs, labels) batches, reshuffled every epoch
+    validation: object  # the same of the validation split, in file order
+    labels: list  # of the training split, for the class weights
+    class_names: list
+    input_shape: tuple
+    steps: int  # per epoch
+    # The conv base that made a features file's features, and its weights record ({"source",
+    # "sha256"}); None when training on images.
+    conv_base: dict | None = None
+    weights: dict | None = None
+
+
+def training_data(settings, inputs, cache_dir):
+    """The data of a training run from its inputs: the split folders ("train", "validation"), or
+    the features files of those splits for a kind that trains on features. `cache_dir` holds the
+    disk cache of decoded images when they do not fit in memory."""
+    if registry.KINDS[settings["kind"]].trains_on_features:
+        return _feature_data(settings, inputs)
+    return _image_data(settings, inputs, cache_dir)
+
+
+def _steps(settings, n):
+    if settings.get("steps_per_epoch"):
+        return settings["steps_per_epoch"]
+    return math.ceil(n / settings["batch_size"])
+
+
+def _feature_data(settings, inputs):
+    import tensorflow as tf
+
+    train = feature_file.read(single_path(inputs["train"]))
+    validation = feature_file.read(single_path(inputs["validation"]))
+    if validation.class_names != train.class_names:
+        raise UserError(
+            f"validation classes {validation.class_names} differ from training classes "
+            f"{train.class_names}"
+        )
+    batch_size = settings["batch_size"]
+    dataset = tf.data.Dataset.from_tensor_slices((train.features, train.labels))
+    if settings.get("steps_per_epoch"):
+        dataset = dataset.repeat()
+    dataset = dataset.shuffle(len(train.labels), seed=settings["seed"])
+    dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    val = tf.data.Dataset.from_tensor_slices((validation.features, validation.labels))
+    val = val.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    attrs = train.attrs
+    return TrainingData(
+        train=dataset,
+        validation=val,
+        labels=train.labels,
+        class_names=train.class_names,
+        input_shape=train.features.shape[1:],
+        steps=_steps(settings, len(train.labels)),
+        conv_base={
+            "name": attrs["base_model"],
+            "weights": attrs["weights_source"],
+            "weights_sha256": attrs["weights_sha256"],
+            "input_size": list(attrs["input_size"]),
+        },
+        weights={"source": attrs["weights_source"], "sha256": attrs["weights_sha256"]},
+    )
+
+
+def _image_data(settings, inputs, cache_dir):
+    size = tuple(settings["image_size"])
+    train = load_images(
+        single_path(inputs["train"]),
+        size,
+        settings["batch_size"],
+        shuffle=True,
+        seed=settings["seed"],
+        cache=True,
+        cache_dir=cache_dir,
+        repeat=bool(settings.get("steps_per_epoch")),
+    )
+    validation = load_images(
+        single_path(inputs["validation"]),
+        size,
+        settings["batch_size"],
+        class_names=train.class_names,
+        cache=True,
+        cache_dir=cache_dir,
+    )
+    return TrainingData(
+        train=train.dataset,
+        validation=validation.dataset,
+        labels=train.labels,
+        class_names=train.class_names,
+        input_shape=(*size, 3),
+        steps=_steps(settings, len(train.files)),
+    )

@@ -2,6 +2,7 @@
 
 import dataclasses
 import logging
+import platform
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -35,15 +36,16 @@ def cpu_flags(cpuinfo="/proc/cpuinfo"):
 
 
 def cpu_model(cpuinfo="/proc/cpuinfo"):
+    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows of it."""
     try:
         text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return "unknown CPU"
+        text = ""
     for line in text.splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "model name":
             return value.strip()
-    return "unknown CPU"
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def onednn_enabled():

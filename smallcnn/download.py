@@ -22,6 +22,7 @@ import requests
 import urllib3
 from tqdm import tqdm
 
+from smallcnn.atomic import replace_durably
 from smallcnn.errors import UserError
 from smallcnn.fingerprint import file_sha256
 from smallcnn.redact import redact, redact_url
@@ -70,7 +71,8 @@ def fetch_dataset(source, url, sha256, competition, archive, record):
             f"{part}. If the archive changed upstream, update data.sha256; if the download is "
             "damaged, delete that file and run again"
         )
-    os.replace(part, archive)
+    # Durable: the recorded sum is trusted while the archive keeps its size and date.
+    replace_durably(part, archive)
     facts = {
         "source": source,
         "url": redact_url(url),

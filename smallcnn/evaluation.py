@@ -5,9 +5,10 @@ import json
 import logging
 from pathlib import Path
 
+import keras
 import numpy as np
 
-from smallcnn import datasets, devices, features, models
+from smallcnn import datasets, devices, feature_file, models
 from smallcnn.errors import UserError
 from smallcnn.metrics import (
     class_metrics,
@@ -52,8 +53,6 @@ def evaluate(
 
     `test`: the test split folder, or the test features (.h5) for the features experiment.
     """
-    import keras
-
     # The job's threads and GPU memory growth; the loaded model keeps the precision it was
     # trained with (its layers' saved dtype policies).
     devices.configure("float32", multi_gpu=False, threads=threads)
@@ -61,7 +60,7 @@ def evaluate(
     class_names, _ = models.model_info(model)
     summary = json.loads(Path(summary_path).read_text())
     if str(test).endswith(".h5"):
-        test_set = features.read_features(test)
+        test_set = feature_file.read(test)
         if test_set.class_names != class_names:
             raise UserError(f"{test} has classes {test_set.class_names}, the model {class_names}")
         outputs = model.predict(test_set.features, batch_size=batch_size, verbose=0)

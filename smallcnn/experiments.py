@@ -7,6 +7,7 @@ before any job starts.
 import copy
 import dataclasses
 import re
+import time
 from pathlib import Path
 
 from smallcnn.errors import UserError
@@ -15,6 +16,9 @@ from smallcnn.registry import KIND_ORDER, KINDS, TRAINING_KEYS
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]*"
 ENTRY_KEYS = ("kind", "from", "conv_base", *TRAINING_KEYS)
+# A file changed this recently may change again within its filesystem's timestamp granularity
+# and keep its size and mtime (git's "racy" files): its hash is not cached.
+RACY_SECONDS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,9 +206,26 @@ def weights_id(weights, root="."):
             f"conv_base.weights={weights!r}: no such file (give the path of a .weights.h5 file, "
             "imagenet or none)"
         )
-    digest = file_sha256(path)
+    digest = _content_sha256(path)
     stem = re.sub(r"[^a-z0-9]+", "_", path.name.lower().removesuffix(".h5")).strip("_")
     return f"{stem[:40]}-{digest[:10]}"
+
+
+# {(path, size, mtime): sha256} of the weights files hashed in this process: Snakemake asks for
+# the id of a weights file in several rules and input functions (a VGG16 file is 58 MB). In
+# memory only: a job on another machine parses the Snakefile again and sees its own file.
+_SHA256 = {}
+
+
+def _content_sha256(path):
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA256:
+        digest = file_sha256(path)
+        if time.time_ns() - stat.st_mtime_ns < RACY_SECONDS * 10**9:
+            return digest
+        _SHA256[key] = digest
+    return _SHA256[key]
 
 
 def is_book(experiment, book_config, image_size):

@@ -17,7 +17,6 @@ from PIL import Image  # noqa: E402
 TRAIN_COLOUR = "#1f77b4"
 VALIDATION_COLOUR = "#d62728"
 BEST_COLOUR = "#2ca02c"
-LR_COLOUR = "#7f7f7f"
 BOOK_COLOUR = "#ff7f0e"
 DPI = 100
 # Class names are folder names and experiment names come from the config: matplotlib would read

@@ -38,11 +38,11 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import time
 import zipfile
 from pathlib import Path
 
+from smallcnn.atomic import atomic_write
 from smallcnn.errors import UserError
 from smallcnn.layouts import walk_files
 
@@ -180,7 +180,14 @@ class SumCache:
                 sources = cache.get("sources", {})
                 sources[self.source] = {"used": time.time(), "files": self.seen}
                 recent = sorted(sources, key=lambda key: sources[key]["used"])[-CACHED_SOURCES:]
-                _replace_json(self.file, {"version": 1, "sources": {k: sources[k] for k in recent}})
+                with atomic_write(self.file, durable=True) as tmp:
+                    tmp.write_text(
+                        json.dumps(
+                            {"version": 1, "sources": {k: sources[k] for k in recent}},
+                            separators=(",", ":"),
+                        ),
+                        encoding="utf-8",
+                    )
 
     def _read(self):
         if not self.file:
@@ -190,26 +197,6 @@ class SumCache:
         except (OSError, ValueError):
             return {}
         return cache if isinstance(cache, dict) and cache.get("version") == 1 else {}
-
-
-def _replace_json(path, value):
-    """Write `value` to `path` whole or not at all: a file beside it, flushed, then renamed."""
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    ) as handle:
-        temporary = Path(handle.name)
-        try:
-            json.dump(value, handle, separators=(",", ":"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-    try:
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def check_downloaded_sha256(archive, record, sha256):
@@ -244,9 +231,30 @@ def _recorded_sha256(archive, record):
     return facts.get("sha256")
 
 
+def file_hash(path, algorithm="sha256"):
+    """The hex digest of a file's content, read in chunks (weights files run to hundreds of MB)."""
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, algorithm).hexdigest()
+
+
 def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(block)
+    return file_hash(path, "sha256")
+
+
+def run_fingerprint(settings, inputs):
+    """Identity of a training run: a hash of its settings and of every input, folders by every
+    file's path, size and mtime (as `source_fingerprint` reads a folder), files by content. A
+    backup is resumed only by a run with the same fingerprint."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for key in sorted(inputs):
+        value = inputs[key]
+        paths = [value] if isinstance(value, str | os.PathLike) else list(value or [])
+        for path in map(Path, paths):
+            digest.update(f"{key}={path}".encode())
+            if path.is_dir():
+                for name, stat in walk_files(path):
+                    facts = f"{stat.st_size}:{stat.st_mtime_ns}" if stat else "dangling link"
+                    digest.update(f"{name}:{facts}".encode("utf-8", "surrogateescape"))
+            elif path.is_file():
+                digest.update(file_sha256(path).encode())
     return digest.hexdigest()

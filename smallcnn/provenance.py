@@ -13,7 +13,9 @@ from pathlib import Path
 import pandas as pd
 import psutil
 
+from smallcnn import devices
 from smallcnn.errors import UserError
+from smallcnn.fingerprint import file_sha256
 
 PACKAGES = (
     "tensorflow",
@@ -113,19 +115,8 @@ def source_state(repo):
     digest = hashlib.sha256()
     for name in files:
         digest.update(name.encode("utf-8", "surrogateescape") + b"\0")
-        digest.update(hashlib.sha256(Path(repo, name).read_bytes()).digest())
+        digest.update(bytes.fromhex(file_sha256(Path(repo, name))))
     return {"sha256": digest.hexdigest(), "files": len(files), "parts": list(SOURCE)}
-
-
-def cpu_model():
-    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine():
@@ -133,7 +124,7 @@ def machine():
     return {
         "host": platform.node(),
         "system": platform.platform(),
-        "cpu": cpu_model(),
+        "cpu": devices.cpu_model(),
         "cores": os.cpu_count(),
         "memory_gb": psutil.virtual_memory().total / 1e9,
     }

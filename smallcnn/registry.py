@@ -33,8 +33,8 @@ class Kind:
     uses_base: bool
     # Whether it starts from the trained model of another experiment (named by `from`).
     starts_from: str | None
-    # smallcnn.models function that builds the model (finetuned reuses its start model instead).
-    builder: str | None
+    # smallcnn.builders function that makes the model from the job's settings, inputs and data.
+    builder: str
     # Which conv_base keys an experiment of this kind may set.
     conv_base_keys: tuple
     # Training keys it does not take (finetuned keeps the head of the model it starts from).
@@ -45,6 +45,28 @@ class Kind:
     # Validation accuracy as the book reads it off its curves, except finetuned (test).
     book_accuracy: float
 
+    @property
+    def trains_on_features(self):
+        """Trains on conv-base features extracted once into HDF5, not on images."""
+        return self.inputs == "features"
+
+    @property
+    def runs_base_on_images(self):
+        """Runs a conv base over the images while it trains: the frozen layers of that base may
+        validate on their cached outputs (`cache_frozen`)."""
+        return self.uses_base and self.inputs == "images"
+
+    @property
+    def builds_frozen_base(self):
+        """Builds its base from the weights and keeps it frozen whole: the features file of that
+        base and weights is what its frozen layers make of the validation images."""
+        return self.runs_base_on_images and self.starts_from is None
+
+    @property
+    def inherited_keys(self):
+        """Training keys it takes from the model it starts from, rather than from its settings."""
+        return self.fixed_keys if self.starts_from else ()
+
 
 KINDS = {
     kind.name: kind
@@ -54,7 +76,7 @@ KINDS = {
             inputs="images",
             uses_base=False,
             starts_from=None,
-            builder="build_scratch",
+            builder="small_convnet",
             conv_base_keys=(),
             fixed_keys=(),
             description="small convnet trained from scratch",
@@ -65,7 +87,7 @@ KINDS = {
             inputs="images",
             uses_base=False,
             starts_from=None,
-            builder="build_scratch",
+            builder="small_convnet",
             conv_base_keys=(),
             fixed_keys=(),
             description="the small convnet with data augmentation and dropout",
@@ -76,7 +98,7 @@ KINDS = {
             inputs="features",
             uses_base=True,
             starts_from=None,
-            builder="build_feature_classifier",
+            builder="feature_classifier",
             conv_base_keys=("name", "weights"),
             # The features are computed once, from unaugmented images.
             fixed_keys=("augment",),
@@ -88,7 +110,7 @@ KINDS = {
             inputs="images",
             uses_base=True,
             starts_from=None,
-            builder="build_frozen",
+            builder="frozen_base",
             conv_base_keys=("name", "weights"),
             fixed_keys=(),
             description="frozen {base} base with a new head, trained end to end",
@@ -99,7 +121,7 @@ KINDS = {
             inputs="images",
             uses_base=True,
             starts_from="frozen",
-            builder=None,
+            builder="finetuned_start",
             conv_base_keys=("unfreeze_from",),
             fixed_keys=("dense_units", "dropout"),
             description="the {start} model fine-tuned, {base} unfrozen from {unfreeze_from}",

@@ -19,15 +19,14 @@ import csv
 import json
 import logging
 import math
-import os
 import shutil
-import signal
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from smallcnn.atomic import atomic_write
 from smallcnn.fingerprint import file_sha256
 
 log = logging.getLogger(__name__)
@@ -36,29 +35,9 @@ STATE_FILE = "state.json"
 STATE_VERSION = 1
 TMP_PREFIX = "tmp-"
 CACHE_DIR = "cache"
-# Test-only: "<point>:<epoch>" makes the training process SIGKILL itself at that point, so that
-# tests can kill a real job at an exact instant. Points: batch (after the first batch of that
-# epoch), write (the epoch's first backup file written under its temporary name, not renamed),
-# state (the epoch's files renamed into place, the state not yet), publish (an output copied,
-# not yet renamed; epoch 0).
-KILL_ENV = "SMALLCNN_TEST_KILL_AT"
-
-
-def crash_point(point, epoch):
-    if os.environ.get(KILL_ENV) == f"{point}:{epoch}":
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def replace_durably(tmp, target):
-    """Rename `tmp` over `target` once its bytes are on disk, so that a crash leaves either."""
-    with open(tmp, "rb+") as stream:
-        os.fsync(stream.fileno())
-    os.replace(tmp, target)
-    directory = os.open(Path(target).parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+# ReduceLROnPlateau's default min_delta: an improvement smaller than this is a plateau. Not a
+# setting of the config, as it is not one of the book's.
+PLATEAU_MIN_DELTA = 1e-4
 
 
 def mode(monitor):
@@ -130,21 +109,18 @@ class Backup:
             else:
                 item.unlink()
 
-    def write(self, name, save, epoch):
-        """Write file `name` of `epoch` with `save(path)` under a temporary name (a prefix: Keras
-        checks the extension), then rename it; its entry in the state."""
-        tmp = self.path(TMP_PREFIX + name)
-        save(str(tmp))
-        digest = file_sha256(tmp)
-        crash_point("write", epoch)
-        replace_durably(tmp, self.path(name))
+    def write(self, name, save):
+        """Write file `name` with `save(path)` under a temporary name (a prefix: Keras checks the
+        extension), then rename it; its entry in the state."""
+        with atomic_write(self.path(name), prefix=TMP_PREFIX, suffix="", durable=True) as tmp:
+            save(str(tmp))
+            digest = file_sha256(tmp)
         return {"file": name, "sha256": digest}
 
     def commit(self, state):
         """Make `state` the one a rerun resumes from; then delete the files it replaced."""
-        tmp = self.path(TMP_PREFIX + STATE_FILE)
-        tmp.write_text(json.dumps(state))
-        replace_durably(tmp, self.path(STATE_FILE))
+        with atomic_write(self.path(STATE_FILE), prefix=TMP_PREFIX, suffix="", durable=True) as tmp:
+            tmp.write_text(json.dumps(state))
         self.prune(state)
 
     def discard(self):
@@ -181,23 +157,24 @@ class ResumableTraining(keras.callbacks.Callback):
     """Checkpoint-best, early stopping, reduce-LR-on-plateau and the per-epoch backup in one
     callback, with the semantics of Keras' callbacks of those names and the `callbacks:` config.
 
-    `state` is what Backup.load returned (None for a fresh run); `backup` False keeps only the
-    best model and the history, for a run that is not to be resumed.
+    `callbacks`: the run's validated `callbacks` settings (config.yaml's, merged with its kind's
+    and its own), every key present: this class has no defaults of its own. `backup`: the run's
+    Backup; `state` what Backup.load returned (None for a fresh run). `resumable` False keeps
+    only the best model and the history, for a run that is not to be resumed.
     """
 
-    def __init__(self, config, directory, state=None, backup=True):
+    def __init__(self, callbacks, backup, state=None, resumable=True):
         super().__init__()
-        config = config or {}
-        self.directory = directory
         self.backup = backup
-        self.monitor = (config.get("checkpoint") or {}).get("monitor", "val_loss")
-        stopping = config.get("early_stopping") or {}
-        self.stopping = stopping if stopping.get("enabled", True) else None
-        plateau = config.get("reduce_lr") or {}
-        self.plateau = plateau if plateau.get("enabled", True) else None
+        self.resumable = resumable
+        self.monitor = callbacks["checkpoint"]["monitor"]
+        stopping = callbacks["early_stopping"]
+        self.stopping = stopping if stopping["enabled"] else None
+        plateau = callbacks["reduce_lr"]
+        self.plateau = plateau if plateau["enabled"] else None
         self.state = state or {
             "version": STATE_VERSION,
-            "fingerprint": directory.fingerprint,
+            "fingerprint": backup.fingerprint,
             "epoch": 0,
             "history": [],
             "train_seconds": 0.0,
@@ -223,7 +200,7 @@ class ResumableTraining(keras.callbacks.Callback):
 
     def best_model(self):
         entry = self.state["files"].get("best")
-        return self.directory.path(entry["file"]) if entry else None
+        return self.backup.path(entry["file"]) if entry else None
 
     def _seed_variables(self):
         # Dropout and augmentation draw from these; save_weights leaves them out.
@@ -237,17 +214,13 @@ class ResumableTraining(keras.callbacks.Callback):
         if not optimizer.built:
             # Its variables must exist for load_weights to fill them.
             optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(self.directory.path(files["weights"]["file"]))
+        self.model.load_weights(self.backup.path(files["weights"]["file"]))
         optimizer.learning_rate = self.state["learning_rate"]
         for variable, value in zip(self._seed_variables(), self.state["seed_states"], strict=True):
             variable.assign(np.asarray(value, dtype=variable.dtype))
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if batch == 0:
-            crash_point("batch", self.state["epoch"] + 1)
 
     def on_epoch_end(self, epoch, logs=None):
         state = self.state
@@ -262,9 +235,7 @@ class ResumableTraining(keras.callbacks.Callback):
         checkpoint = state["checkpoint"]
         if is_improvement(logs.get(self.monitor), checkpoint["best"], self.monitor):
             checkpoint.update(best=float(logs[self.monitor]), best_epoch=number)
-            files["best"] = self.directory.write(
-                f"best-{number:04d}.keras", self.model.save, number
-            )
+            files["best"] = self.backup.write(f"best-{number:04d}.keras", self.model.save)
         if self.stopping:
             self._early_stopping(epoch, logs, files)
         if self.plateau:
@@ -273,18 +244,17 @@ class ResumableTraining(keras.callbacks.Callback):
         state["seed_states"] = [
             keras.ops.convert_to_numpy(v).tolist() for v in self._seed_variables()
         ]
-        if self.backup:
-            files["weights"] = self.directory.write(
-                f"epoch-{number:04d}.weights.h5", self.model.save_weights, number
+        if self.resumable:
+            files["weights"] = self.backup.write(
+                f"epoch-{number:04d}.weights.h5", self.model.save_weights
             )
-            crash_point("state", number)
         state["files"] = files
         state["epoch"] = number
-        self.directory.commit(state)
+        self.backup.commit(state)
 
     def _early_stopping(self, epoch, logs, files):
         config, counters = self.stopping, self.state["early_stopping"]
-        monitor = config.get("monitor", "val_loss")
+        monitor = config["monitor"]
         value = logs.get(monitor)
         if value is None:
             return
@@ -292,58 +262,49 @@ class ResumableTraining(keras.callbacks.Callback):
         if is_improvement(value, counters["best"], monitor):
             counters.update(best=float(value), best_epoch=epoch + 1, wait=0)
             if self._keeps_own_best_weights():
-                files["stop_best"] = self.directory.write(
-                    f"stop-best-{epoch + 1:04d}.weights.h5", self.model.save_weights, epoch + 1
+                files["stop_best"] = self.backup.write(
+                    f"stop-best-{epoch + 1:04d}.weights.h5", self.model.save_weights
                 )
-        elif counters["wait"] >= config.get("patience", 10) and epoch > 0:
+        elif counters["wait"] >= config["patience"] and epoch > 0:
             self.state["stopped_early"] = True
             self.model.stop_training = True
 
     def _keeps_own_best_weights(self):
         config = self.stopping
-        return config.get("restore_best_weights", True) and (
-            config.get("monitor", "val_loss") != self.monitor
-        )
+        return config["restore_best_weights"] and config["monitor"] != self.monitor
 
     def _reduce_lr(self, logs, optimizer):
         config, counters = self.plateau, self.state["reduce_lr"]
-        monitor = config.get("monitor", "val_loss")
+        monitor = config["monitor"]
         value = logs.get(monitor)
         if value is None:
             return
-        # ReduceLROnPlateau's default min_delta (the config does not set one) and cooldown, 0.
-        if is_improvement(value, counters["best"], monitor, min_delta=1e-4):
+        # Cooldown 0, as ReduceLROnPlateau's default (the config does not set one either).
+        if is_improvement(value, counters["best"], monitor, min_delta=PLATEAU_MIN_DELTA):
             counters.update(best=float(value), wait=0)
         else:
             counters["wait"] += 1
-            if counters["wait"] >= config.get("patience", 4):
+            if counters["wait"] >= config["patience"]:
                 rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-                min_lr = config.get("min_lr", 1e-7)
+                min_lr = config["min_lr"]
                 if rate > np.float32(min_lr):
-                    optimizer.learning_rate = max(rate * config.get("factor", 0.5), min_lr)
+                    optimizer.learning_rate = max(rate * config["factor"], min_lr)
                     counters["wait"] = 0
 
     def on_train_end(self, logs=None):
         """Early stopping's restore_best_weights: the model in memory ends at its best epoch (the
         published model is the checkpoint's best either way)."""
-        if not (self.stopping and self.stopping.get("restore_best_weights", True)):
+        if not (self.stopping and self.stopping["restore_best_weights"]):
             return
         entry = self.state["files"].get("stop_best" if self._keeps_own_best_weights() else "best")
         if entry:
-            self.model.load_weights(self.directory.path(entry["file"]))
+            self.model.load_weights(self.backup.path(entry["file"]))
 
 
 def write_history(rows, path):
     """The per-epoch history as CSVLogger writes it: epoch, then the metrics in sorted order."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     keys = sorted({key for row in rows for key in row} - {"epoch"})
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=["epoch", *keys])
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=["epoch", *keys])
+        writer.writeheader()
+        writer.writerows(rows)

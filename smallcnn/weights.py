@@ -1,26 +1,19 @@
 """ImageNet weights of a conv base, fetched by their own job (never inside a training job)."""
 
-import hashlib
 import logging
-import os
 import tempfile
 import urllib.parse
 from pathlib import Path
 
+import keras
+
 from smallcnn import models, registry
+from smallcnn.atomic import atomic_write
 from smallcnn.errors import UserError
+from smallcnn.fingerprint import file_hash
 from smallcnn.redact import redact
 
 log = logging.getLogger(__name__)
-
-
-def file_hash(path, algorithm):
-    """The hex digest of a file, read in chunks (weights files run to hundreds of MB)."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as stream:
-        while chunk := stream.read(2**20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify(path, expected, host):
@@ -44,8 +37,6 @@ def fetch_imagenet_weights(base, out, url=None, expected_hash=None):
     `url` overrides Keras' address (a mirror of the same file); `expected_hash` (md5 or sha256)
     overrides the published hash, for a file that differs from Keras' or has none published.
     """
-    import keras
-
     if base not in registry.BASES:
         raise UserError(
             f"no ImageNet weights known for {base!r}: choose one of {', '.join(registry.BASES)}"
@@ -82,9 +73,8 @@ def fetch_imagenet_weights(base, out, url=None, expected_hash=None):
             model = models.application(base)(include_top=False, weights=downloaded)
         except (ValueError, OSError) as error:
             raise UserError(f"{host} sent no {base} weights file ({error})") from None
-        partial = out.with_name(out.name + ".partial.weights.h5")
-        model.save_weights(partial)
-        os.replace(partial, out)
+        with atomic_write(out, suffix=".partial.weights.h5") as partial:
+            model.save_weights(partial)
     log.info(
         "saved %s ImageNet weights from %s (%s verified) to %s", base, host, expected_hash, out
     )

@@ -4,6 +4,7 @@ No timing is asserted here: speed is measured by bench/speed.py itself, on a qui
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ BENCH = REPO / "bench"
 RATIO_KEYS = (
     "feature_extraction_speedup",
     "feature_extraction_vs_compute_bound",
+    "feature_extraction_vs_compute_bound_fastest",
     "augmented_epoch_time_ratio",
     "augmented_epoch_vs_compute_bound",
 )
@@ -60,8 +62,9 @@ def test_speed_quick_on_tiny_generated_images_writes_every_key(tmp_path):
     assert report["precision"]["pipeline_and_compute_bound"] in ("float32", "mixed_bfloat16")
     assert report["machine"]["cpu_model"] and report["machine"]["date"]
     assert "avx512_bf16" in report["machine"]["cpu_flags"]
-    for block in ("feature_extraction", "augmented_epoch"):
-        assert set(report[block]) == {"book", "pipeline", "compute_bound"}
+    assert set(report["augmented_epoch"]) == {"book", "pipeline", "compute_bound"}
+    assert set(report["feature_extraction"]) == {"book", "pipeline", "compute_bound", "input_only"}
+    assert 0 < report["feature_extraction"]["pipeline"]["median_cores_busy"] <= 2 * os.cpu_count()
     for variant in report["feature_extraction"].values():
         assert variant["images"] == 8 and variant["images_per_second"] > 0
     memory = report["memory"]

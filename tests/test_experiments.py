@@ -199,6 +199,28 @@ def test_weights_are_keyed_by_file_content(tmp_path):
         experiments.weights_id(str(tmp_path / "missing.h5"))
 
 
+def test_a_weights_files_hash_is_kept_until_its_size_or_mtime_changes(tmp_path, monkeypatch):
+    hashed = []
+    monkeypatch.setattr(
+        experiments, "file_sha256", lambda path: hashed.append(path) or f"{len(hashed)}" * 64
+    )
+    weights = tmp_path / "w.weights.h5"
+    weights.write_bytes(b"one")
+    os.utime(weights, ns=(10**18, 10**18))
+    first = experiments.weights_id(str(weights))
+    assert experiments.weights_id(str(weights)) == first and len(hashed) == 1
+    # The same size, another mtime: hashed again.
+    weights.write_bytes(b"two")
+    os.utime(weights, ns=(10**18 + 1, 10**18 + 1))
+    second = experiments.weights_id(str(weights))
+    assert len(hashed) == 2 and second != first
+    # Changed just now: a rewrite within the clock's granularity could keep size and mtime.
+    weights.write_bytes(b"six")
+    experiments.weights_id(str(weights))
+    experiments.weights_id(str(weights))
+    assert len(hashed) == 4
+
+
 def test_only_the_books_settings_get_the_books_figure():
     book = experiments.resolve(config_with(["scratch", "features"]))
     assert experiments.is_book(book["scratch"], DEFAULTS, [150, 150])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import REPO, make_class_images
 
-from smallcnn import datasets, features, models
+from smallcnn import datasets, feature_file, features, models
 
 
 def test_features_file_holds_the_base_output_and_its_provenance(tmp_path):
@@ -47,11 +47,12 @@ def test_features_file_holds_the_base_output_and_its_provenance(tmp_path):
     assert attrs["keras_version"] == keras.__version__
     assert attrs["tensorflow_version"]
 
-    # The same numbers as the base on the same decoded image.
-    loaded = features.read_features(out)
+    # The same numbers as the base on the same decoded images, every row in its place (batches
+    # of 4, the last one of 2, written by the writer thread while the next batch runs).
+    loaded = feature_file.read(out)
     base = models.build_conv_base("vgg16", str(weights), (64, 64, 3))
-    images = next(iter(datasets.load_images(tmp_path / "train", (64, 64), 2).dataset))[0]
-    np.testing.assert_allclose(loaded.features[:2], np.asarray(base(images)), rtol=1e-4, atol=1e-3)
+    images = next(iter(datasets.load_images(tmp_path / "train", (64, 64), 10).dataset))[0]
+    np.testing.assert_allclose(loaded.features, np.asarray(base(images)), rtol=1e-4, atol=1e-3)
     assert not list(out.parent.glob("*.partial"))
 
 
@@ -61,7 +62,7 @@ def test_random_weights_are_recorded_as_none(tmp_path):
     features.extract_features(
         tmp_path / "test", out, {"name": "vgg16", "weights": "none"}, None, (32, 32), 8, "auto", 1
     )
-    loaded = features.read_features(out)
+    loaded = feature_file.read(out)
     assert loaded.attrs["weights_source"] == "none"
     assert loaded.attrs["weights_sha256"] == "none"
     assert loaded.features.shape == (4, 1, 1, 512)
@@ -73,12 +74,12 @@ MEMORY_PROBE = textwrap.dedent(
     """
     import resource, sys
     import keras
-    from smallcnn import features
+    from smallcnn import datasets, feature_file
     images, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     inputs = keras.Input((32, 32, 3))
     x = keras.layers.UpSampling2D(4)(keras.layers.Conv2D(32, 1)(inputs))
     base = keras.Model(inputs, x)
-    features.write_features(base, images, out, (32, 32), 8, {})
+    feature_file.write(base, datasets.load_images(images, (32, 32), 8), 8, out, {})
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     """
 )

@@ -8,10 +8,19 @@ from pathlib import Path
 
 import keras
 import pytest
+import yaml
 from conftest import REPO, make_class_images
 from test_training import history, outputs, settings_for
 
-from smallcnn import resume, training
+from smallcnn import experiments, resume, training
+
+DEFAULT_CALLBACKS = yaml.safe_load((REPO / "config.yaml").read_text())["callbacks"]
+
+
+def callbacks(**changes):
+    """Callback settings as a training job gets them: config.yaml's, `changes` merged over."""
+    return experiments.merge_callbacks(DEFAULT_CALLBACKS, changes)
+
 
 AUGMENTATION = {
     "rotation": 20,
@@ -96,18 +105,11 @@ def our_decisions(config, directory, resume_every_epoch):
 def test_decisions_match_keras_callbacks_also_when_resumed_after_every_epoch(
     tmp_path, resume_every_epoch
 ):
-    config = {
-        "checkpoint": {"monitor": "val_loss"},
-        "early_stopping": {"enabled": True, "monitor": "val_loss", "patience": 3},
-        "reduce_lr": {
-            "enabled": True,
-            "monitor": "val_loss",
-            "factor": 0.5,
-            "patience": 1,
-            "min_lr": 3e-3,
-        },
-        "backup": True,
-    }
+    # Not config.yaml's patience, factor and min_lr: the callback must take them from here.
+    config = callbacks(
+        early_stopping={"patience": 3},
+        reduce_lr={"factor": 0.4, "patience": 1, "min_lr": 3e-3},
+    )
     expected_rates, expected_epochs, expected_best = keras_decisions(config)
     rates, epochs, best_epoch, keeper = our_decisions(config, tmp_path, resume_every_epoch)
     assert rates == pytest.approx(expected_rates, rel=1e-6)
@@ -133,10 +135,9 @@ def test_early_stopping_restores_its_best_weights_across_a_resume(
 ):
     """By the checkpoint's monitor the best epoch is 2 (0-based), by val_accuracy it is 1: with
     another monitor than the checkpoint's, early stopping keeps its own best weights."""
-    config = {
-        "early_stopping": {"monitor": monitor, "patience": 5},
-        "reduce_lr": {"enabled": False},
-    }
+    config = callbacks(
+        early_stopping={"monitor": monitor, "patience": 5}, reduce_lr={"enabled": False}
+    )
     logs = [(0.9, 0.5), (0.95, 0.7), (0.8, 0.6), (0.85, 0.65)]
     backup = resume.Backup(tmp_path, "fp")
     backup.reset("test")
@@ -160,7 +161,7 @@ def test_a_damaged_or_missing_backup_file_is_not_resumed(tmp_path, caplog):
     backup = resume.Backup(tmp_path / "backup", "fp")
     backup.reset("test")
     model = tiny_model()
-    keeper = resume.ResumableTraining({}, backup)
+    keeper = resume.ResumableTraining(callbacks(), backup)
     keeper.set_model(model)
     keeper.on_train_begin()
     keeper.on_epoch_begin(0)
@@ -188,7 +189,7 @@ def test_a_damaged_or_missing_backup_file_is_not_resumed(tmp_path, caplog):
     backup.path(resume.STATE_FILE).write_text('{"version": 1, "finger')
     assert backup.load() is None
     assert "unreadable backup state" in caplog.text
-    keeper.directory.commit(keeper.state)
+    keeper.backup.commit(keeper.state)
     assert resume.Backup(backup.directory, "other").load() is None
     assert "backup made with other settings or inputs" in caplog.text
 
@@ -239,14 +240,18 @@ DISK_CACHE = "import smallcnn.datasets; smallcnn.datasets.MEMORY_CACHE_BYTES = 0
 
 
 def run_job(root, settings, inputs, kill_at=None, prelude="", env=()):
-    """Train in a fresh process, which SIGKILLs itself at `kill_at`; its exit status and log."""
+    """Train in a fresh process, which SIGKILLs itself at `kill_at` (tests/kill_points.py); its
+    exit status and log."""
     root.mkdir(parents=True, exist_ok=True)
     job = root / "job.json"
     job.write_text(json.dumps({"settings": settings, "inputs": inputs, **outputs(root, "run")}))
-    env = {**os.environ, "PYTHONPATH": str(REPO), **dict(env)}
-    env.pop(resume.KILL_ENV, None)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
+        **dict(env),
+    }
     if kill_at:
-        env[resume.KILL_ENV] = kill_at
+        prelude += f"import kill_points; kill_points.arm({kill_at!r})\n"
     result = subprocess.run(
         [sys.executable, "-c", prelude + TRAIN_JOB, str(job)],
         env=env,

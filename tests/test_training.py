@@ -13,6 +13,7 @@ import pytest
 from conftest import REPO, make_class_images
 
 from smallcnn import devices, features, resume, training
+from smallcnn.fingerprint import run_fingerprint
 
 CALLBACKS = {
     "checkpoint": {"monitor": "val_loss"},
@@ -46,6 +47,7 @@ def settings_for(experiment, **changes):
         "dropout": 0.0,
         "dense_units": 16,
         "augment": False,
+        "class_weight": "none",
         "image_size": [48, 48],
         "seed": 7,
         "precision": "auto",
@@ -132,11 +134,11 @@ def test_lr_changes_are_read_from_the_history():
 def test_fingerprint_changes_with_settings_and_inputs(tmp_path):
     make_class_images(tmp_path / "train", per_class=2)
     inputs = {"train": str(tmp_path / "train")}
-    first = training.fingerprint(settings_for("scratch"), inputs)
-    assert first == training.fingerprint(settings_for("scratch"), inputs)
-    assert first != training.fingerprint(settings_for("scratch", learning_rate=0.1), inputs)
+    first = run_fingerprint(settings_for("scratch"), inputs)
+    assert first == run_fingerprint(settings_for("scratch"), inputs)
+    assert first != run_fingerprint(settings_for("scratch", learning_rate=0.1), inputs)
     make_class_images(tmp_path / "train", per_class=3)
-    assert first != training.fingerprint(settings_for("scratch"), inputs)
+    assert first != run_fingerprint(settings_for("scratch"), inputs)
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 import yaml
 
-from smallcnn import provenance
+from smallcnn import provenance, registry
 from smallcnn.records import read_json
 from smallcnn.report.loading import read_csv
 from smallcnn.report.sections import pretrained_weights
@@ -75,7 +75,7 @@ def provenance_section(inputs, settings, runs_by_experiment, kinds):
                     "precision": summary.get("precision"),
                     "tensorflow": versions.get("tensorflow"),
                     "keras": versions.get("keras"),
-                    "uses_base": kinds[name] in ("features", "frozen", "finetuned"),
+                    "uses_base": registry.KINDS[kinds[name]].uses_base,
                     "weights": pretrained_weights(summary),
                 }
             )

@@ -7,8 +7,9 @@ import numpy as np
 from smallcnn import figures, registry
 from smallcnn.errors import UserError
 from smallcnn.report import charts, classes
+from smallcnn.report.render import format_percent as percent
 from smallcnn.stats import accuracy_ci95, t_quantile
-from smallcnn.summary import spread
+from smallcnn.summary_csv import spread
 
 THUMBNAIL_PIXELS = 112
 AUGMENTATION_COLUMNS = 5
@@ -104,10 +105,6 @@ def accuracy_alt(rows):
             text += f"; book {percent(row['book'])}"
         parts.append(text + ")")
     return "Test accuracy per experiment with 95% intervals: " + "; ".join(parts) + "."
-
-
-def percent(value, digits=1):
-    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
 
 
 def learning_rate_changes(summary):
@@ -308,10 +305,11 @@ def settings_rows(experiments, runs_by_experiment):
         settings = experiment["settings"]
         base = experiment["conv_base"] or {}
         overridden = set(experiment["overrides"])
+        inherited = registry.KINDS[experiment["kind"]].inherited_keys
         cells = [
             {
                 "key": SETTING_HEADERS.get(key, key),
-                "value": settings.get(key, "kept" if key in ("dense_units", "dropout") else "-"),
+                "value": settings.get(key, "kept" if key in inherited else "-"),
                 "overridden": key in overridden,
             }
             for key in SETTING_KEYS
