@@ -37,6 +37,8 @@ def main():
     total = len(statuses)
     killed = sum(status in KILLED for status in statuses.values())
     print(f"{'all':34} {total:8} {killed:8} {killed / total:7.1%}")
+    timeouts = sum(status == "timeout" for status in statuses.values())
+    print(f"killed includes {timeouts} timed out (mutants that hang; `mutmut results` lists them)")
     unchecked = sum(status == "not checked" for status in statuses.values())
     if unchecked:
         print(f"the run was interrupted: {unchecked} mutants not checked, counted as survivors")

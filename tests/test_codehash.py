@@ -154,8 +154,9 @@ def test_hashing_every_script_is_cheap():
 def test_a_relative_import_in_a_script_is_an_error(tmp_path):
     (tmp_path / "smallcnn").mkdir()
     (tmp_path / "smallcnn" / "__init__.py").write_text("")
-    (tmp_path / "job.py").write_text("import os\nfrom . import helpers\n")
-    with pytest.raises(ValueError, match="^relative import outside the smallcnn package: line 2$"):
+    # On line 4, after a blank first line and before more code: counted from the top.
+    (tmp_path / "job.py").write_text("\nimport os\nimport sys\nfrom . import helpers\nx = 1\n")
+    with pytest.raises(ValueError, match="^relative import outside the smallcnn package: line 4$"):
         codehash.code_hash("job.py", tmp_path)
 
 
@@ -184,3 +185,33 @@ def test_a_script_outside_the_checkout_is_hashed_by_its_name_and_content(tmp_pat
     first = codehash.code_hash(script, tmp_path / "checkout")
     script.write_text("import smallcnn  # edited\n")
     assert codehash.code_hash(script, tmp_path / "checkout") != first
+
+
+def test_a_data_file_moved_to_another_declared_folder_changes_the_hash(tmp_path):
+    """Same bytes, same file name, another folder (the files in the same order): the code is
+    not the same."""
+    (tmp_path / "smallcnn" / "templates").mkdir(parents=True)
+    (tmp_path / "smallcnn" / "themes").mkdir()
+    (tmp_path / "smallcnn" / "__init__.py").write_text(
+        'PACKAGE_DATA = ("templates/*", "themes/*")\n'
+    )
+    (tmp_path / "job.py").write_text("import smallcnn\n")
+    (tmp_path / "smallcnn" / "templates" / "page.j2").write_text("{{ body }}")
+    (tmp_path / "smallcnn" / "templates" / "base.j2").write_text("<html>")
+    (tmp_path / "smallcnn" / "themes" / "z.css").write_text("body {}")
+    first = codehash.code_hash("job.py", tmp_path)
+    (tmp_path / "smallcnn" / "templates" / "page.j2").rename(
+        tmp_path / "smallcnn" / "themes" / "page.j2"
+    )
+    assert codehash.code_hash("job.py", tmp_path) != first
+
+
+def test_the_hash_of_unchanged_code_stays_as_released(tmp_path):
+    """Every rule carries this hash in its params: a new value reruns every job of every user,
+    so a change to what is hashed, or how, must be deliberate (then update the value)."""
+    (tmp_path / "smallcnn").mkdir()
+    (tmp_path / "smallcnn" / "__init__.py").write_text("")
+    (tmp_path / "smallcnn" / "stats.py").write_text("import math\n")
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "job.py").write_text("from smallcnn import stats\n")
+    assert codehash.code_hash("scripts/job.py", tmp_path) == "9a55e12917df"

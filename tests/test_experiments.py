@@ -1,9 +1,11 @@
 """Declared experiments: resolution, start-time errors, replicates and exact reruns."""
 
 import csv
+import hashlib
 import json
 import os
 import re
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -219,6 +221,26 @@ def test_a_weights_files_hash_is_kept_until_its_size_or_mtime_changes(tmp_path, 
     experiments.weights_id(str(weights))
     experiments.weights_id(str(weights))
     assert len(hashed) == 4
+
+
+def test_weights_files_settled_for_seconds_are_hashed_once_each_by_their_own_path(
+    tmp_path, monkeypatch
+):
+    hashed = []
+    real = experiments.file_sha256
+    monkeypatch.setattr(experiments, "file_sha256", lambda path: hashed.append(path) or real(path))
+    # Two files of one size and one mtime, three seconds old: past the racy window (2 s).
+    settled = time.time_ns() - 3 * 10**9
+    for name, data in (("a", b"one"), ("b", b"two")):
+        (tmp_path / f"{name}.weights.h5").write_bytes(data)
+        os.utime(tmp_path / f"{name}.weights.h5", ns=(settled, settled))
+    ids = [experiments.weights_id(str(tmp_path / f"{name}.weights.h5")) for name in "ab"]
+    assert ids == [
+        f"a_weights-{hashlib.sha256(b'one').hexdigest()[:10]}",
+        f"b_weights-{hashlib.sha256(b'two').hexdigest()[:10]}",
+    ]
+    assert experiments.weights_id(str(tmp_path / "a.weights.h5")) == ids[0]
+    assert len(hashed) == 2
 
 
 def test_only_the_books_settings_get_the_books_figure():
@@ -466,10 +488,21 @@ def test_settings_hold_training_keys_only():
             {"features": {"augment": True}},
             r"^training\.features cannot set augment: that kind keeps them fixed$",
         ),
+        (
+            {"finetuned": {"dropout": 0.2, "dense_units": 64}},
+            r"^training\.finetuned cannot set dense_units, dropout: that kind keeps them fixed$",
+        ),
     ],
 )
 def test_wrong_kind_defaults_are_named(training, message):
-    config = config_with({"s": {"kind": "scratch"}, "f": {"kind": "features"}})
+    config = config_with(
+        {
+            "s": {"kind": "scratch"},
+            "f": {"kind": "features"},
+            "fr": {"kind": "frozen"},
+            "ft": {"kind": "finetuned", "from": "fr"},
+        }
+    )
     for kind, defaults in training.items():
         if defaults is None:
             del config["training"][kind]
@@ -500,6 +533,14 @@ def test_wrong_kind_defaults_are_named(training, message):
             {"x": {"kind": "features", "augment": True, "conv_base": {"unfreeze_from": "b"}}},
             "experiment 'x' (kind features) cannot set augment, unfreeze_from: that kind takes "
             "conv_base.name, conv_base.weights and keeps augment fixed",
+        ),
+        (
+            {
+                "fr": {"kind": "frozen"},
+                "x": {"kind": "finetuned", "from": "fr", "dropout": 0.2, "dense_units": 64},
+            },
+            "experiment 'x' (kind finetuned) cannot set dense_units, dropout: that kind takes "
+            "conv_base.unfreeze_from and keeps dense_units, dropout fixed",
         ),
         (
             {"x": {"kind": "frozen", "from": "y"}},

@@ -469,3 +469,118 @@ def test_the_recorded_sum_is_trusted_only_for_the_archive_as_downloaded(tmp_path
     record.write_text("{")
     assert fingerprint.check_downloaded_sha256(archive, record, sha256) == sha256
     assert len(reads) == 3
+
+
+def test_an_archive_dated_as_its_record_is_the_download(tmp_path, monkeypatch):
+    """Not newer than the record: the download writes the archive, then its record."""
+    archive, record, sha256 = record_download(tmp_path, b"the archive")
+    reads = []
+    monkeypatch.setattr(fingerprint, "file_sha256", lambda path: reads.append(path) or "f" * 64)
+    stat = record.stat()
+    os.utime(archive, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fingerprint.check_downloaded_sha256(archive, record, sha256) == sha256
+    assert reads == []
+
+
+def test_a_file_hash_is_sha256_unless_asked_otherwise(tmp_path):
+    path = tmp_path / "weights.h5"
+    path.write_bytes(b"weights")
+    assert fingerprint.file_hash(path) == hashlib.sha256(b"weights").hexdigest()
+    assert fingerprint.file_sha256(path) == hashlib.sha256(b"weights").hexdigest()
+    assert fingerprint.file_hash(path, "md5") == hashlib.md5(b"weights").hexdigest()
+
+
+def test_a_sum_taken_from_the_cache_is_kept_when_the_cache_is_written_again(tmp_path, monkeypatch):
+    settled(monkeypatch)
+    source, cache = tmp_path / "photos", tmp_path / "sums.json"
+    make_class_images(source, per_class=1, size=(32, 32))
+    source_fingerprint(source, "content", cache)
+    # dog/0.jpg changes, so the cache is written again, with cat/0.jpg's sum as it was read.
+    (source / "dog" / "0.jpg").write_bytes(b"another photo")
+    second = source_fingerprint(source, "content", cache)
+    reads = []
+    real = fingerprint.file_sha256
+    monkeypatch.setattr(fingerprint, "file_sha256", lambda path: reads.append(path) or real(path))
+    assert source_fingerprint(source, "content", cache) == second
+    assert reads == []
+
+
+# Written into Snakemake's record of the prepare and split jobs: a new value reruns them for
+# every user, so a change to what is hashed, or how, must be deliberate (then update these).
+PINNED_FINGERPRINTS = {
+    "folder-metadata": "85c20870d44815cb",
+    "folder-content": "53c50d921e516327",
+    "zip-metadata": "e87863a2560ffbbb",
+    "zip-content": "26d079a0acec2a0e",
+    "missing-metadata": "ffa63583dfa6706b",
+}
+
+
+def pinned_sources(root):
+    """A folder (with a dangling link) and a zip (with a member whose bytes fail its CRC), all
+    dated 2001-09-09."""
+    folder = root / "photos"
+    for name, data in {"cat/1.jpg": b"one", "dog/2.jpg": b"two two"}.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+        os.utime(folder / name, ns=(10**18, 10**18))
+    (folder / "dog" / "3.jpg").symlink_to(root / "nowhere.jpg")
+    archive = root / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for member, data in {"cat/1.jpg": b"one", "dog/2.jpg": b"two two"}.items():
+            handle.writestr(zipfile.ZipInfo(member, (2001, 9, 9, 1, 46, 40)), data)
+    data = archive.read_bytes()
+    # The stored (uncompressed) bytes of dog/2.jpg, changed under their directory entry.
+    archive.write_bytes(data.replace(b"two two", b"TWO TWO"))
+    return folder, archive
+
+
+def test_the_fingerprints_of_a_source_stay_as_released(tmp_path):
+    folder, archive = pinned_sources(tmp_path)
+    seen = {
+        "folder-metadata": source_fingerprint(folder, "metadata"),
+        "folder-content": source_fingerprint(folder, "content"),
+        "zip-metadata": source_fingerprint(archive, "metadata"),
+        "zip-content": source_fingerprint(archive, "content"),
+        "missing-metadata": source_fingerprint(tmp_path / "nowhere", "metadata"),
+    }
+    assert seen == PINNED_FINGERPRINTS
+
+
+def run_inputs(root):
+    """A training run's inputs as the rules pass them: a folder (with a file name that is not
+    UTF-8 and a dangling link), a file, a list of files and an input the kind does not use."""
+    folder = root / "train"
+    make_class_images(folder, per_class=1, size=(32, 32))
+    (folder / "cat" / os.fsdecode(b"caf\xe9.jpg")).write_bytes(b"latin-1 name")
+    (folder / "dog" / "gone.jpg").symlink_to(root / "nowhere.jpg")
+    weights = root / "base.weights.h5"
+    weights.write_bytes(b"weights")
+    listed = [root / "a.h5", root / "b.h5"]
+    for path in listed:
+        path.write_bytes(path.name.encode())
+    return {"train": str(folder), "weights": weights, "features": listed, "validation": None}
+
+
+def test_a_run_fingerprint_follows_every_setting_and_input(tmp_path):
+    inputs = run_inputs(tmp_path)
+    settings = {"learning_rate": 1e-3, "epochs": 2, "init": Path("start.keras")}
+    first = fingerprint.run_fingerprint(settings, inputs)
+    # The same run, however its settings and inputs are ordered.
+    reordered = (dict(reversed(settings.items())), dict(reversed(inputs.items())))
+    assert fingerprint.run_fingerprint(*reordered) == first
+    assert fingerprint.run_fingerprint({**settings, "epochs": 3}, inputs) != first
+    assert fingerprint.run_fingerprint(settings, {**inputs, "training": inputs["train"]}) != first
+
+    changed = []
+    # A file of the folder rewritten to another size.
+    (tmp_path / "train" / "cat" / "0.jpg").write_bytes(b"rewritten")
+    changed.append(fingerprint.run_fingerprint(settings, inputs))
+    # A file input by its content, not its date: touched, the same run; rewritten, another.
+    os.utime(inputs["weights"], ns=(1, 1))
+    assert fingerprint.run_fingerprint(settings, inputs) == changed[-1]
+    inputs["weights"].write_bytes(b"WEIGHTS")
+    changed.append(fingerprint.run_fingerprint(settings, inputs))
+    inputs["features"][1].write_bytes(b"B.H5")
+    changed.append(fingerprint.run_fingerprint(settings, inputs))
+    assert len({first, *changed}) == 4

@@ -233,3 +233,13 @@ def test_the_schema_accepts_each_primary_metric_and_names_a_wrong_one():
     config["report"]["primary_metric"] = "f1"
     with pytest.raises(WorkflowError, match="primary_metric"):
         validate(config, str(REPO / "schemas" / "config.schema.yaml"))
+
+
+def test_predicted_classes_name_classes_as_keras_predicts_them():
+    names = ["cat", "dog", "fox"]
+    # Two classes: the second only above 0.5, as Keras' binary accuracy counts it.
+    two = metrics.predicted_classes([[0.5, 0.5], [0.49, 0.51], [0.9, 0.1]])
+    assert [names[k] for k in two] == ["cat", "dog", "cat"]
+    # More: the most probable, wherever the second class's probability stands.
+    three = metrics.predicted_classes([[0.2, 0.1, 0.7], [0.05, 0.6, 0.35], [0.4, 0.35, 0.25]])
+    assert [names[k] for k in three] == ["fox", "dog", "cat"]

@@ -105,6 +105,8 @@ def test_a_cap_below_the_counts_is_refused():
         ({"train": 0.5, "validation": 0.3, "test": 0.2}, 3),
         # Up to 6 images the largest remainders go to train before test.
         ({"train": 0.8, "validation": 0.1, "test": 0.1}, 7),
+        # An even count: 3 images give train 2 / validation 1 / test 0; 4 give 2 / 1 / 1.
+        ({"train": 0.6, "validation": 0.2, "test": 0.2}, 4),
     ],
 )
 def test_the_smallest_class_that_gives_every_split_one(settings, expected):

@@ -227,3 +227,11 @@ def test_mcnemar_exact_on_a_million_discordant_pairs():
     expected = binomtest(only_b, only_a + only_b, 0.5).pvalue
     assert 0.04 < expected < 0.06
     assert mcnemar_exact(only_a, only_b) == pytest.approx(expected, rel=1e-8)
+
+
+@pytest.mark.parametrize(("only_a", "only_b"), [(1, 2), (2, 3), (9, 10), (10, 9), (501, 500)])
+def test_mcnemar_on_a_split_one_apart_is_exactly_one_never_more(only_a, only_b):
+    """Twice the smaller tail of an odd n split (n - 1) / 2 to (n + 1) / 2 is 1, which the float
+    sum overshoots in its last bits (1.0000000000000009 for 1 and 2): a p-value above 1 would
+    print as 1.0000 but compare as more."""
+    assert mcnemar_exact(only_a, only_b) == 1.0
