@@ -7,6 +7,8 @@ import importlib.util
 import io
 import json
 import re
+import shutil
+import subprocess
 import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, make_class_images, run_snakemake
+from conftest import REPO, make_class_images, needs, run_snakemake
 from PIL import Image
 
-from smallcnn import evaluation, heatmap_examples, heatmaps, registry
+from smallcnn import evaluation, heatmap_examples, heatmaps, provenance, registry
 from smallcnn import experiments as declared_experiments
 from smallcnn.errors import UserError
 from smallcnn.report import ReportInputs, ReportSettings, build_report, write_report
@@ -593,7 +595,9 @@ def test_mcnemar_table_compares_consecutive_experiments_and_scratch_with_the_bes
         assert (row[3], row[4]) == (str(only_a), str(only_b))
         p_value = mcnemar_exact(only_a, only_b)
         assert row[5] == ("< 0.0001" if p_value < 1e-4 else f"{p_value:.4f}")
-        assert ("is better" in row[6]) == (p_value < 0.05)
+        # One seed: McNemar decides, for the model right on more of the discordant images.
+        winner = b if only_b > only_a else a
+        assert row[6] == (f"{winner} is better" if p_value < 0.05 else "no significant difference")
 
 
 def test_confusion_matrices_and_most_confidently_wrong_images(full_report):
@@ -711,7 +715,13 @@ def test_provenance_lists_jobs_weights_versions_and_git_commit(full_report):
     assert training["scratch"][6] == "not used"
     versions = dict(page.tables["version-table"])
     assert versions["tensorflow"] and versions["snakemake"]
-    assert re.search(r"git commit <code>[0-9a-f]{40}</code>", html)
+    # This checkout may be a git clone or a tree from `git archive`: both are named (see
+    # test_provenance_names_the_code_by_commit_in_a_checkout_and_by_sha256_without_git).
+    if provenance.git_state(REPO):
+        assert re.search(r"git commit <code>[0-9a-f]{40}</code>", html)
+    else:
+        assert "not a git checkout" in html
+    assert re.search(r"source sha256 <code>[0-9a-f]{64}</code>", html)
     assert "seeds:\n- 1337" in html
     settings = {row[0]: row for row in page.tables["settings-table"]}
     assert settings["scratch"][1:4] == ["scratch", "30", "20"]
@@ -779,6 +789,97 @@ def test_several_seeds_give_mean_sd_dots_and_seed_paired_comparisons(tmp_path):
     curves = [image for image in page.images if image["alt"].startswith("Learning curves")]
     assert len(curves) == 2 and "seeds 1, 2, 3" in curves[0]["alt"]
     assert len(page.tables["training-table"]) == 6
+
+
+def copy_source(destination):
+    """The workflow's source as `git archive` or a release tarball gives it: no .git."""
+    for name in provenance.SOURCE:
+        name = name.rstrip("/")
+        if (REPO / name).is_dir():
+            shutil.copytree(
+                REPO / name, destination / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            destination.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, destination / name)
+    return destination
+
+
+def git(repo, *args):
+    identity = ["-c", "user.name=smallcnn tests", "-c", "user.email=tests@smallcnn.invalid"]
+    return subprocess.run(
+        ["git", *identity, "-c", "commit.gpgsign=false", "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def code_provenance(root, repo):
+    """The report's "Code" line for the workflow at `repo`."""
+    out = root / "report.html"
+    write_report(report_inputs(root, ["scratch"]), report_settings(["scratch"], repo=repo), out)
+    html = out.read_text(encoding="utf-8")
+    line = re.search(r"<dt>Code \(at report time\)</dt><dd>(.*?)</dd>", html, re.S).group(1)
+    return " ".join(line.split())
+
+
+def source_sha256(line):
+    return re.search(r"source sha256 <code>([0-9a-f]{64})</code> over its (\d+) files", line)
+
+
+@needs(None if shutil.which("git") else "git is not installed")
+def test_provenance_names_the_code_by_commit_in_a_checkout_and_by_sha256_without_git(tmp_path):
+    fabricate_results(tmp_path, ["scratch"])
+    source = copy_source(tmp_path / "archive" / "smallcnn-0.1.0")
+
+    without_git = code_provenance(tmp_path, source)
+    assert without_git.startswith("not a git checkout")
+    assert "git commit" not in without_git
+    found = source_sha256(without_git)
+    assert found, without_git
+    digest, files = found.group(1), int(found.group(2))
+    expected_files = sum(
+        1
+        for name in provenance.SOURCE
+        for path in ([REPO / name] if not name.endswith("/") else (REPO / name).rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    )
+    assert files == expected_files > 40
+    for part in ("Snakefile", "config.yaml", "rules/", "schemas/", "scripts/", "smallcnn/"):
+        assert f"<code>{part}</code>" in without_git
+
+    # The same files elsewhere give the same sum; Python's caches and results do not count.
+    elsewhere = copy_source(tmp_path / "elsewhere")
+    (elsewhere / "smallcnn" / "__pycache__").mkdir(exist_ok=True)
+    (elsewhere / "smallcnn" / "__pycache__" / "stats.cpython-311.pyc").write_bytes(b"cache")
+    (elsewhere / "results").mkdir()
+    (elsewhere / "results" / "report.html").write_text("a result")
+    assert provenance.source_state(elsewhere)["sha256"] == digest
+    # Any change to the code changes it: an edit, a rename.
+    stats = elsewhere / "smallcnn" / "stats.py"
+    stats.write_text(stats.read_text() + "\n")
+    edited = provenance.source_state(elsewhere)["sha256"]
+    stats.rename(elsewhere / "smallcnn" / "statistics.py")
+    renamed = provenance.source_state(elsewhere)["sha256"]
+    assert len({digest, edited, renamed}) == 3
+
+    # Unpacked inside another repository that does not track it: still not a git checkout (that
+    # repository's commit would name other code).
+    git(tmp_path / "archive", "init", "-q")
+    (tmp_path / "archive" / "notes.txt").write_text("notes")
+    git(tmp_path / "archive", "add", "notes.txt")
+    git(tmp_path / "archive", "commit", "-q", "-m", "notes")
+    assert provenance.git_state(source) is None
+
+    # A git checkout of the same files: its commit, and the same source sum.
+    git(source, "init", "-q")
+    git(source, "add", ".")
+    git(source, "commit", "-q", "-m", "the workflow")
+    commit = git(source, "rev-parse", "HEAD")
+    checkout = code_provenance(tmp_path, source)
+    assert checkout.startswith(f"git commit <code>{commit}</code> (clean tree)")
+    assert source_sha256(checkout).group(1) == digest
 
 
 def test_two_seeds_with_equal_differences_are_decided_by_mcnemar_and_the_report_says_why(tmp_path):
@@ -1058,3 +1159,105 @@ def test_a_forty_class_report_keeps_its_size_reasonable(tmp_path):
     overlays = [i for i in page.images if i["alt"].startswith("Heatmap of finetuned over ")]
     assert len(overlays) == heatmap_pairs(record, "finetuned", classes) > 100
     assert size < 8_000_000
+
+
+# The end-to-end verdict test: five experiments, three seeds, 20 test images (10 per class, in
+# sorted order). Each run is right on its first n images (P(true class) 0.8) and wrong on the
+# rest (0.2), so each experiment's seed-averaged prediction is right where at least two of its
+# three seeds are.
+RIGHT_ON = {
+    "scratch": (4, 4, 4),  # 20% on every seed
+    "augmented": (8, 9, 10),  # 40, 45, 50%
+    "features": (9, 8, 11),  # 45, 40, 55%
+    "frozen": (16, 15, 18),  # 80, 75, 90%: features + 35 points on every seed
+    "finetuned": (17, 16, 19),  # 85, 80, 95%: frozen + 5 points on every seed
+}
+VERDICT_SEEDS = (1, 2, 3)
+
+
+def fabricate_known_runs(root):
+    """The results tree of RIGHT_ON: predictions, and metrics whose accuracy matches them."""
+    fabricate_results(root, ALL, seeds=VERDICT_SEEDS)
+    results = root / "results"
+    for name, counts in RIGHT_ON.items():
+        for seed, right in zip(VERDICT_SEEDS, counts, strict=True):
+            path = results / "predictions" / name / f"{seed}.csv"
+            predictions = pd.read_csv(path).sort_values("file", ignore_index=True)
+            p_true = np.where(np.arange(len(predictions)) < right, 0.8, 0.2)
+            is_dog = predictions["label"] == "dog"
+            predictions["p_dog"] = np.where(is_dog, p_true, 1 - p_true)
+            predictions["p_cat"] = 1 - predictions["p_dog"]
+            predictions["predicted"] = np.where(predictions["p_dog"] > 0.5, "dog", "cat")
+            predictions["correct"] = predictions["predicted"] == predictions["label"]
+            predictions["probability"] = predictions[["p_cat", "p_dog"]].max(axis=1)
+            predictions.to_csv(path, index=False)
+            assert predictions["correct"].sum() == right
+            path = results / "metrics" / name / f"{seed}.json"
+            metrics = json.loads(path.read_text())
+            accuracy = right / len(predictions)
+            path.write_text(json.dumps({**metrics, "test_accuracy": accuracy}))
+
+
+def test_the_report_says_who_wins_by_how_much_and_which_test_decided_each_verdict(tmp_path):
+    """What the report concludes, checked in the rendered HTML against answers worked out by hand:
+    the winner and its margin, and for each comparison the deciding test, its figures, whether
+    the difference is real and whom it favours. Every rule is exercised: the seed-paired
+    interval (three seeds whose differences vary) finding a real difference and finding none,
+    and McNemar (the same difference on every seed) finding one and finding none."""
+    fabricate_known_runs(tmp_path)
+    out = tmp_path / "report.html"
+    settings = report_settings(ALL, seeds=VERDICT_SEEDS)
+    write_report(report_inputs(tmp_path, ALL, VERDICT_SEEDS), settings, out)
+    html = " ".join(out.read_text(encoding="utf-8").split())
+    page = Page(html)
+
+    # finetuned wins: 86.7% mean, 5 points above frozen's 81.7% on every seed. McNemar decides
+    # (the same difference on all three seeds): averaged over the seeds, finetuned is right on
+    # images 0-16 and frozen on 0-15, one discordant image, p = 1.
+    assert "Best on this test set: <strong>finetuned</strong>" in html
+    assert "86.7% &plusmn; 7.6% mean test accuracy over 3 seeds" in html
+    assert (
+        "That is 5.0 percentage points above the runner-up, frozen: <strong>not a significant "
+        "difference</strong> on this test set (McNemar p = 1.0000 on each experiment's predictions "
+        "averaged over its 3 seeds). McNemar's exact test decides because the difference is the "
+        "same on all 3 seeds"
+    ) in html
+    summary = {row[0].split()[0]: row for row in page.tables["summary-table"]}
+    assert [summary[name][2] for name in ALL] == [
+        "20.0% ± 0.0%",
+        "45.0% ± 5.0%",
+        "46.7% ± 7.6%",
+        "81.7% ± 7.6%",
+        "86.7% ± 7.6%",
+    ]
+
+    # B - A over the seeds and its 95% t-interval, t(0.975, 2) = 4.3027: mean +- 4.3027 sd / sqrt 3.
+    def interval(differences):
+        mean = np.mean(differences)
+        half = 4.302653 * np.std(differences, ddof=1) / np.sqrt(3)
+        return f"{mean:+.1f} ({mean - half:+.1f} to {mean + half:+.1f})"
+
+    vary = "t-interval: 3 seeds give differences that vary"
+    same = "McNemar: the difference is the same on all 3 seeds"
+    rows = {row[0]: row for row in page.tables["mcnemar-table"]}
+    expected = {
+        # Paired-t, real: augmented 20, 25 and 30 points ahead.
+        "scratch vs augmented": (interval([20, 25, 30]), "augmented is better", vary),
+        # Paired-t, not real: features 5 ahead, 5 behind, 5 ahead.
+        "augmented vs features": (interval([5, -5, 5]), "no significant difference", vary),
+        # McNemar, real: 35 points on every seed; averaged, frozen is right on 7 images features
+        # gets wrong (9-15) and features on none that frozen misses: p = 2 / 2^7.
+        "features vs frozen": ("+35.0 (+35.0 to +35.0)", "frozen is better", same),
+        # McNemar, not real: one discordant image.
+        "frozen vs finetuned": ("+5.0 (+5.0 to +5.0)", "no significant difference", same),
+        # The first against the best: paired-t, 65, 60 and 75 points.
+        "scratch vs finetuned": (interval([65, 60, 75]), "finetuned is better", vary),
+    }
+    assert list(rows) == list(expected)
+    for pair, (difference, verdict, decided) in expected.items():
+        assert rows[pair][3] == difference, pair
+        assert rows[pair][7] == verdict, pair
+        assert rows[pair][8].startswith(decided), pair
+    assert rows["features vs frozen"][4:7] == ["0", "7", "0.0156"]
+    assert rows["frozen vs finetuned"][4:7] == ["0", "1", "1.0000"]
+    assert rows["scratch vs augmented"][2] == "20.0% / 45.0%"
