@@ -129,34 +129,52 @@ def compare(a_name, a_runs, b_name, b_runs):
             f"the predictions of {a_name} and {b_name} share no test image (joined on file): "
             "they were evaluated on different test sets; rerun both"
         )
-    only_a, only_b = discordant_pairs(joined["a"], joined["b"])
-    p_value = mcnemar_exact(only_a, only_b)
-    mean, low, high = paired_difference(differences)
-    test, why = deciding_test(differences)
-    if test == "paired-t":
-        significant = low > 0 or high < 0
-        b_better = mean > 0
-    else:
-        significant = p_value < SIGNIFICANCE
-        b_better = only_b > only_a
+    found = paired_verdict(differences, joined)
     return {
         "a": a_name,
         "b": b_name,
         "n_seeds": len(paired),
         "accuracy_a": mean_accuracy([a for a, _ in paired]),
         "accuracy_b": mean_accuracy([b for _, b in paired]),
-        "difference": mean,
-        "difference_low": low,
-        "difference_high": high,
-        "only_a": only_a,
-        "only_b": only_b,
+        "difference": found["mean"],
+        "difference_low": found["low"],
+        "difference_high": found["high"],
+        "only_a": found["only_a"],
+        "only_b": found["only_b"],
         "shared": len(joined),
         "unshared": max(len(a_correct), len(b_correct)) - len(joined),
+        "p_value": found["p_value"],
+        "test": found["test"],
+        "why": found["why"],
+        "significant": found["significant"],
+        "better": (b_name if found["b_better"] else a_name) if found["significant"] else None,
+    }
+
+
+def paired_verdict(differences, joined):
+    """b against a, under the one rule (deciding_test): the seed-paired interval of
+    `differences` (b - a, one per seed) and McNemar's exact test on `joined`, whose columns a and
+    b say whether each side's seed-averaged prediction of an image is right. Both are computed;
+    the deciding one says whether the difference is real and whether b is the better."""
+    only_a, only_b = discordant_pairs(joined["a"], joined["b"])
+    p_value = mcnemar_exact(only_a, only_b)
+    mean, low, high = paired_difference(differences)
+    test, why = deciding_test(differences)
+    if test == "paired-t":
+        significant, b_better = low > 0 or high < 0, mean > 0
+    else:
+        significant, b_better = p_value < SIGNIFICANCE, only_b > only_a
+    return {
+        "mean": mean,
+        "low": low,
+        "high": high,
+        "only_a": only_a,
+        "only_b": only_b,
         "p_value": p_value,
         "test": test,
         "why": why,
         "significant": significant,
-        "better": (b_name if b_better else a_name) if significant else None,
+        "b_better": b_better,
     }
 
 

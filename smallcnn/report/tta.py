@@ -9,9 +9,8 @@ import pandas as pd
 
 from smallcnn import registry, tta
 from smallcnn.errors import UserError
-from smallcnn.report.comparisons import SIGNIFICANCE, averaged_correct, deciding_test
+from smallcnn.report.comparisons import averaged_correct, paired_verdict
 from smallcnn.report.loading import parse_probabilities
-from smallcnn.stats import discordant_pairs, mcnemar_exact, paired_difference
 
 
 def _with_tta_probabilities(name, runs):
@@ -34,38 +33,30 @@ def tta_row(name, runs):
     plain = [run.metrics["test_accuracy"] for run in runs]
     augmented = [run.metrics["tta_test_accuracy"] for run in runs]
     differences = [a - p for a, p in zip(augmented, plain, strict=True)]
-    difference, low, high = paired_difference(differences)
+    # a: without TTA, b: with it.
     joined = pd.concat(
         [averaged_correct(name, runs), averaged_correct(name, runs, tta.probability_columns)],
         axis=1,
         join="inner",
-        keys=["plain", "tta"],
+        keys=["a", "b"],
     )
-    only_plain, only_tta = discordant_pairs(joined["plain"], joined["tta"])
-    p_value = mcnemar_exact(only_tta, only_plain)
-    test, why = deciding_test(differences)
-    if test == "paired-t":
-        significant = low > 0 or high < 0
-        helps = difference > 0
-    else:
-        significant = p_value < SIGNIFICANCE
-        helps = only_tta > only_plain
+    found = paired_verdict(differences, joined)
     ratios = [run.metrics["tta_time_ratio"] for run in runs if run.metrics["tta_time_ratio"]]
     return {
         "name": name,
         "n_seeds": len(runs),
         "accuracy": sum(plain) / len(plain),
         "tta_accuracy": sum(augmented) / len(augmented),
-        "difference": difference,
-        "low": low,
-        "high": high,
-        "only_tta": only_tta,
-        "only_plain": only_plain,
-        "p_value": p_value,
-        "test": test,
-        "why": why,
-        "significant": significant,
-        "helps": helps,
+        "difference": found["mean"],
+        "low": found["low"],
+        "high": found["high"],
+        "only_tta": found["only_b"],
+        "only_plain": found["only_a"],
+        "p_value": found["p_value"],
+        "test": found["test"],
+        "why": found["why"],
+        "significant": found["significant"],
+        "helps": found["b_better"],
         "time_ratio": sum(ratios) / len(ratios) if ratios else None,
     }
 
