@@ -144,6 +144,8 @@ def test_the_finetuned_train_job_gets_its_starts_weights_from_the_rules(tmp_path
         "train": "results/data/train",
         "validation": "results/data/validation",
         "start": "results/models/fr/3.keras",
+        # For TensorBoard's projector (callbacks.tensorboard.embeddings, on by default).
+        "test": "results/data/test",
     }
     fr = SimpleNamespace(experiment="fr", seed="3")
     assert rules["train_params"](fr)["conv_base"] == {"name": "vgg16", "weights": "none"}
