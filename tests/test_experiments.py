@@ -465,7 +465,7 @@ def test_callbacks_merge_key_by_key_from_run_to_kind_to_experiment():
     callbacks = experiments.resolve(config)["quick"].settings["callbacks"]
     assert callbacks["early_stopping"] == {**DEFAULTS["callbacks"]["early_stopping"], "patience": 2}
     assert callbacks["reduce_lr"] == {**DEFAULTS["callbacks"]["reduce_lr"], "factor": 0.2}
-    assert callbacks["tensorboard"] is DEFAULTS["callbacks"]["tensorboard"]
+    assert callbacks["tensorboard"] == DEFAULTS["callbacks"]["tensorboard"]
 
 
 def test_settings_hold_training_keys_only():
