@@ -34,10 +34,37 @@ os.environ.update(
 
 
 # Downloads run where Snakemake runs (the login node on a cluster): compute nodes are often
-# offline, and a transfer should not hold a GPU allocation.
+# offline, and a transfer should not hold a GPU allocation. Declared weights files are copied
+# into object storage there too (stage_weights, used only with a default storage provider).
 localrules:
     download,
     fetch_weights,
+    stage_weights,
+
+
+# With a default storage provider (`--default-storage-provider s3`, profiles/kubernetes) jobs
+# may run where nothing of this machine is: see smallcnn/object_storage.py.
+from smallcnn import object_storage
+
+OBJECT_STORAGE = workflow.storage_settings.default_storage_provider is not None
+if OBJECT_STORAGE:
+    object_storage.prepare(workflow)
+
+    envvars:
+        object_storage.WEIGHTS_IDS,
+
+    # The report gives the git commit of the code; jobs elsewhere get the workflow's files
+    # without their history.
+    localrules:
+        report,
+
+    # A local data source exists only on this machine: the rules that read it run here, and
+    # their products (manifest, split) are uploaded like every output.
+    if config["data"]["source"] == "local":
+
+        localrules:
+            prepare,
+            split,
 
 
 include: "rules/common.smk"
@@ -47,6 +74,8 @@ include: "rules/weights.smk"
 include: "rules/features.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/export.smk"
+include: "rules/heatmaps.smk"
 include: "rules/report.smk"
 
 

@@ -5,7 +5,7 @@ import sys
 import yaml
 
 # The Snakefile puts this checkout's smallcnn package on the path.
-from smallcnn import experiments as declared_experiments, registry
+from smallcnn import experiments as declared_experiments, monitor_config, registry
 from smallcnn.codehash import code_hash
 from smallcnn.errors import UserError
 from smallcnn.redact import redact
@@ -49,11 +49,17 @@ def weights_file(base, weights):
         return []
     if weights == "imagenet":
         return f"resources/weights/{base}_imagenet_notop.weights.h5"
+    if OBJECT_STORAGE:
+        # Jobs elsewhere cannot read a file of this machine: they get its copy in storage.
+        return object_storage.STAGED_WEIGHTS.format(weights=weights_id(weights))
     return weights
 
 
 def weights_id(weights):
     try:
+        if OBJECT_STORAGE:
+            # A job on another machine has no file to hash: it gets the id from this process.
+            return object_storage.weights_id(weights, declared_experiments.weights_id)
         return declared_experiments.weights_id(weights)
     except UserError as error:
         sys.exit(f"error in config: {error}")
@@ -137,14 +143,22 @@ def train_params(wildcards):
 
 
 def train_inputs(wildcards):
-    """Images (or extracted features), the base's weights, and the model to start from."""
+    """Images (or extracted features), the base's weights, and the model to start from; the
+    test split only for TensorBoard's projector (callbacks.tensorboard.embeddings)."""
     experiment = EXPERIMENTS[wildcards.experiment]
+    projector = monitor_config.tensorboard(experiment.settings)["embeddings"]
     if registry.KINDS[experiment.kind].trains_on_features:
-        return {
+        inputs = {
             split: f"{features_dir(experiment)}/{split}.h5"
             for split in ("train", "validation")
         }
+        if projector:
+            inputs["test"] = f"{features_dir(experiment)}/test.h5"
+            inputs["test_images"] = "results/data/test"
+        return inputs
     inputs = {"train": "results/data/train", "validation": "results/data/validation"}
+    if projector:
+        inputs["test"] = "results/data/test"
     if experiment.start:
         inputs["start"] = f"results/models/{experiment.start}/{wildcards.seed}.keras"
     elif experiment.conv_base:
@@ -266,3 +280,46 @@ def fold_evaluation_inputs(wildcards):
         "test": test_input(wildcards),
         **pooled,
     }
+def model_stem(experiment, seed):
+    """Where the one model of an (experiment, seed) that heatmaps and export take is, without
+    its .keras / .json: with folds, fold 0's (each fold model saw most of the images; the
+    ensemble is a mean of k models, not one model to explain or ship)."""
+    run = f"results/models/{experiment}/{seed}"
+    return f"{run}/fold0" if FOLDS else run
+
+
+def heatmap_inputs(wildcards):
+    """The model, its errors file and the test images; a features model also needs the test
+    features and the weights of the conv base they came from, to be explained through it.
+    With folds, the model is fold 0's, and the errors file ranks the fold ensemble's predictions.
+    """
+    experiment = EXPERIMENTS[wildcards.experiment]
+    inputs = {
+        "model": f"{model_stem(experiment.name, wildcards.seed)}.keras",
+        "errors": f"results/errors/{experiment.name}/{wildcards.seed}.csv",
+        "test": "results/data/test",
+    }
+    if registry.KINDS[experiment.kind].trains_on_features:
+        base = experiment.conv_base
+        inputs["test_features"] = f"{features_dir(experiment)}/test.h5"
+        inputs["weights"] = weights_file(base["name"], base["weights"])
+    return inputs
+
+
+# A layer per experiment must name declared experiments: a misspelt one would be ignored.
+if isinstance(config["report"].get("heatmap_layer"), dict):
+    unknown = sorted(set(config["report"]["heatmap_layer"]) - set(NAMES))
+    if unknown:
+        sys.exit(
+            f"error in config: report.heatmap_layer names {', '.join(unknown)}, which "
+            f"{'is' if len(unknown) == 1 else 'are'} not a declared experiment "
+            f"({', '.join(NAMES)})"
+        )
+
+
+def heatmap_layer(wildcards):
+    """report.heatmap_layer: one layer name for every model, or one per experiment."""
+    setting = config["report"].get("heatmap_layer")
+    if isinstance(setting, dict):
+        return setting.get(wildcards.experiment)
+    return setting

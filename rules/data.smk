@@ -28,8 +28,11 @@ SOURCE_FINGERPRINT = (
     if LOCAL_SOURCE
     else None
 )
-SOURCE_INPUT = ancient(DATA_SOURCE) if LOCAL_SOURCE else DATA_SOURCE
-# The user's label fixes: an input like the source, so that editing them reruns the data stage.
+# local(): read in place, also with a default storage provider (which would otherwise look
+# for it in the bucket); prepare and split then run on this machine (Snakefile).
+SOURCE_INPUT = ancient(local(DATA_SOURCE)) if LOCAL_SOURCE else DATA_SOURCE
+# The user's label fixes: an input like the source (local() likewise), so that editing them
+# reruns the data stage.
 CORRECTIONS = config["data"]["corrections"]
 if CORRECTIONS and not os.path.isfile(CORRECTIONS):
     sys.exit(
@@ -102,7 +105,7 @@ rule make_demo:
 rule prepare:
     input:
         source=SOURCE_INPUT,
-        corrections=CORRECTIONS or [],
+        corrections=local(CORRECTIONS) if CORRECTIONS else [],
     output:
         manifest="results/data/manifest.csv",
         rejections="results/data/rejections.json",

@@ -1,5 +1,22 @@
 """Each trained model on the test split."""
 
+from smallcnn import tta
+
+try:
+    TTA_VIEWS = tta.view_names(
+        config["evaluation"]["tta"], config["augmentation"]["horizontal_flip"]
+    )
+except UserError as error:
+    sys.exit(f"error in config: evaluation.tta: {error}")
+
+
+def tta_views(wildcards):
+    """No views for experiments that take features, not images: evaluation.tta never reruns
+    them."""
+    kind = registry.KINDS[EXPERIMENTS[wildcards.experiment].kind]
+    return [] if kind.trains_on_features else TTA_VIEWS
+
+
 if FOLDS:
 
     # Each (experiment, seed)'s fold models together: each predicts its own fold (out of fold)
@@ -10,6 +27,7 @@ if FOLDS:
         output:
             metrics="results/metrics/{experiment}/{seed}.json",
             predictions="results/predictions/{experiment}/{seed}.csv",
+            errors="results/errors/{experiment}/{seed}.csv",
             oof="results/oof/{experiment}/{seed}.csv",
         log:
             "logs/evaluate/{experiment}/{seed}.log",
@@ -26,6 +44,8 @@ if FOLDS:
             image_size=config["image_size"],
             batch_size=32,
             folds=FOLDS,
+            tta_views=tta_views,
+            test_images="results/data/test",
             code=code("evaluate_folds"),
         script:
             "../scripts/evaluate_folds.py"
@@ -40,6 +60,8 @@ else:
         output:
             metrics="results/metrics/{experiment}/{seed}.json",
             predictions="results/predictions/{experiment}/{seed}.csv",
+            # Every test image ranked by its loss, with its path: the errors, file by file.
+            errors="results/errors/{experiment}/{seed}.csv",
         log:
             "logs/evaluate/{experiment}/{seed}.log",
         benchmark:
@@ -57,6 +79,14 @@ else:
         params:
             image_size=config["image_size"],
             batch_size=32,
+            tta_views=tta_views,
+            # Where the test images are, to name them in the errors file (the features experiment
+            # is evaluated on their features).
+            test_images="results/data/test",
             code=code("evaluate"),
         script:
             "../scripts/evaluate.py"
+
+
+# The rule that writes results/metrics/{experiment}/{seed}.json, for the report's benchmarks.
+EVALUATE_RULE = rules.evaluate_folds if FOLDS else rules.evaluate

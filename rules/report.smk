@@ -26,6 +26,12 @@ rule report:
         summary="results/summary.csv",
         metrics=per_run("results/metrics/{experiment}/{seed}.json"),
         predictions=per_run("results/predictions/{experiment}/{seed}.csv"),
+        errors=per_run("results/errors/{experiment}/{seed}.csv"),
+        # Of the first seed of each experiment; the report shows the first-ranked one's and
+        # those of every experiment that trains on images.
+        heatmaps=expand(
+            "results/heatmaps/{experiment}/{seed}", experiment=NAMES, seed=SEEDS[0]
+        ),
         histories=per_training("results/history/{experiment}/{seed}.csv"),
         summaries=per_training("results/models/{experiment}/{seed}.json"),
         manifest="results/data/manifest.csv",
@@ -35,15 +41,28 @@ rule report:
         splits="results/data/splits.csv",
         train="results/data/train",
         test="results/data/test",
+        exports=expand(
+            "results/export/{experiment}/{seed}", experiment=EXPORTED, seed=EXPORT_SEED
+        ),
         # Every job the report depends on, for its wall time and memory (a missing file reruns
         # its job).
         benchmarks=[
-            rules.prepare.benchmark,
-            rules.split.benchmark,
+            object_storage.declared_benchmark(rules.prepare, workflow),
+            object_storage.declared_benchmark(rules.split, workflow),
             *[f"benchmarks/features/{path}.tsv" for path in extractions()],
-            *per_training(rules.train.benchmark),
-            *per_run("benchmarks/evaluate/{experiment}/{seed}.tsv"),
+            *per_training(object_storage.declared_benchmark(rules.train, workflow)),
+            *per_run(object_storage.declared_benchmark(EVALUATE_RULE, workflow)),
             *(["benchmarks/label_issues.tsv"] if FOLDS else []),
+            *expand(
+                object_storage.declared_benchmark(rules.export, workflow),
+                experiment=EXPORTED,
+                seed=EXPORT_SEED,
+            ),
+            *expand(
+                object_storage.declared_benchmark(rules.heatmaps, workflow),
+                experiment=NAMES,
+                seed=SEEDS[0],
+            ),
         ],
         # With folds: the candidates of the labels worth a second look, and each seed's folds.
         label_issues="results/label_issues.csv" if FOLDS else [],
@@ -80,6 +99,8 @@ rule report:
             "image_size": config["image_size"],
             "precision": config["precision"],
             "augmentation": config["augmentation"],
+            "evaluation": config["evaluation"],
+            "export": EXPORT,
         },
         repo=workflow.basedir,
         misclassified=config["report"]["misclassified"],
@@ -94,6 +115,8 @@ rule report:
         image_size=config["image_size"],
         seed=config["seed"],
         folds=FOLDS,
+        tta=config["evaluation"]["tta"],
+        not_exported=NOT_EXPORTED,
         code=code("report"),
     script:
         "../scripts/report.py"

@@ -10,7 +10,10 @@ with job_log(snakemake.log[0]):
         test=snakemake.input.test,
         metrics_path=snakemake.output.metrics,
         predictions_path=snakemake.output.predictions,
+        errors_path=snakemake.output.errors,
+        test_images=snakemake.params.test_images,
         image_size=tuple(snakemake.params.image_size),
         batch_size=snakemake.params.batch_size,
         threads=snakemake.threads,
+        tta_views=list(snakemake.params.tta_views),
     )

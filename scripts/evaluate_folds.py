@@ -13,9 +13,12 @@ with job_log(snakemake.log[0]):
         metrics_path=snakemake.output.metrics,
         predictions_path=snakemake.output.predictions,
         oof_path=snakemake.output.oof,
+        errors_path=snakemake.output.errors,
+        test_images=snakemake.params.test_images,
         image_size=tuple(snakemake.params.image_size),
         batch_size=snakemake.params.batch_size,
         k=snakemake.params.folds,
         seed=int(snakemake.wildcards.seed),
         threads=snakemake.threads,
+        tta_views=list(snakemake.params.tta_views),
     )

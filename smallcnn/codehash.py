@@ -119,6 +119,8 @@ def _statements_at(source, start):
                 tree = ast.parse(b"\n".join(lines[:end]))
             except SyntaxError:
                 continue
+            # Line numbers in the whole source, for messages.
+            ast.increment_lineno(tree, source.count(b"\n", 0, match.start()))
             yield from tree.body[:1]
             break
 

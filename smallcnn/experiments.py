@@ -10,6 +10,7 @@ import re
 import time
 from pathlib import Path
 
+from smallcnn import monitor_config
 from smallcnn.errors import UserError
 from smallcnn.fingerprint import file_sha256
 from smallcnn.registry import KIND_ORDER, KINDS, TRAINING_KEYS
@@ -55,12 +56,17 @@ def declared(config):
 
 
 def merge_callbacks(*layers):
-    """Callback settings merged over each other, key by key inside each callback."""
+    """Callback settings merged over each other, key by key inside each callback; a callback
+    given as true or false (tensorboard) stands for {enabled: true} or {enabled: false}."""
     merged = {}
     for layer in layers:
         for key, value in (layer or {}).items():
+            if isinstance(value, bool) and isinstance(merged.get(key), dict):
+                value = {"enabled": value}
             if isinstance(value, dict):
-                merged.setdefault(key, {}).update(value)
+                if not isinstance(merged.get(key), dict):
+                    merged[key] = {} if merged.get(key) is None else {"enabled": merged[key]}
+                merged[key].update(value)
             else:
                 merged[key] = value
     return merged
@@ -87,6 +93,10 @@ def resolve(config):
         settings["callbacks"] = merge_callbacks(
             config.get("callbacks"), defaults.get("callbacks"), entry.get("callbacks")
         )
+        try:
+            monitor_config.check_schedule(settings["callbacks"], settings["epochs"])
+        except UserError as error:
+            raise UserError(f"experiment {name!r}: {error}") from None
         experiments[name] = Experiment(
             name=name,
             kind=kind.name,
@@ -213,7 +223,9 @@ def weights_id(weights, root="."):
 
 # {(path, size, mtime): sha256} of the weights files hashed in this process: Snakemake asks for
 # the id of a weights file in several rules and input functions (a VGG16 file is 58 MB). In
-# memory only: a job on another machine parses the Snakefile again and sees its own file.
+# memory only: a job on another machine parses the Snakefile again and sees its own file, or
+# with object storage, where it has none, gets the id from Snakemake's process
+# (object_storage.weights_id).
 _SHA256 = {}
 
 

@@ -46,7 +46,11 @@ def perceptual_hash(pixels):
     # 14 bits of random 1200x900 images, so it was not pHash there.
     thumb = grey.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
     small = np.asarray(thumb, float)
-    low = _DCT @ small @ _DCT.T
+    # Rounded: coefficients that are zero (every one but the first of a flat image, half of them
+    # for stripes or a centred box) come out of the float products as +-1e-13 noise, whose signs
+    # against a median of zero made up bits that imagehash does not have. Real coefficients are
+    # whole pixel sums, far from 1e-6.
+    low = np.round(_DCT @ small @ _DCT.T, 6)
     bits = (low > np.median(low)).ravel()
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
 

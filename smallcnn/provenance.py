@@ -1,6 +1,8 @@
-"""What produced a result: package versions, the code's git state, the machine, job benchmarks."""
+"""What produced a result: package versions, the code's git state or source hash, the machine,
+job benchmarks."""
 
 import datetime
+import hashlib
 import importlib.metadata
 import math
 import os
@@ -13,6 +15,7 @@ import psutil
 
 from smallcnn import devices
 from smallcnn.errors import UserError
+from smallcnn.fingerprint import file_sha256
 
 PACKAGES = (
     "tensorflow",
@@ -30,6 +33,13 @@ PACKAGES = (
     "scikit-learn",
 )
 
+# The workflow's own source, relative to its folder: what a git commit names. A tree without .git
+# (from `git archive`, a release tarball, an sdist) is identified by one sha256 over these.
+SOURCE = ("Snakefile", "config.yaml", "rules/", "schemas/", "scripts/", "smallcnn/")
+# Written by Python beside the source, not part of it.
+NOT_SOURCE_DIRS = ("__pycache__",)
+NOT_SOURCE_SUFFIXES = (".pyc",)
+
 # Snakemake's benchmark format; the memory columns are MB.
 BENCHMARK_COLUMNS = ("s", "max_rss", "cpu_time")
 
@@ -46,7 +56,9 @@ def package_versions(packages=PACKAGES):
 
 
 def git_state(repo):
-    """{"commit", "dirty", "changed"} of the checkout at `repo`, or None outside a git checkout.
+    """{"commit", "dirty", "changed"} of the checkout at `repo`, or None when `repo` is not a git
+    checkout of the workflow: no git, or a source tree unpacked inside some other repository,
+    which tracks none of its SOURCE (that repository's commit would name the wrong code).
 
     Dirty means uncommitted changes to tracked files: untracked files (results, scratch notes) do
     not change the code that ran.
@@ -60,6 +72,8 @@ def git_state(repo):
         ).stdout
 
     try:
+        if not git("ls-files", "--", *SOURCE).strip():
+            return None
         commit = git("rev-parse", "HEAD").strip()
         changed = [
             line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
@@ -67,6 +81,44 @@ def git_state(repo):
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": bool(changed), "changed": changed}
+
+
+def source_files(repo):
+    """The workflow's source files under `repo` (SOURCE), as sorted relative POSIX paths."""
+    repo = Path(repo)
+    found = []
+    for name in SOURCE:
+        path = repo / name
+        if path.is_file() and not name.endswith("/"):
+            found.append(name)
+        for folder, dirs, files in os.walk(path):
+            dirs[:] = [d for d in dirs if d not in NOT_SOURCE_DIRS]
+            found.extend(
+                Path(folder, file).relative_to(repo).as_posix()
+                for file in files
+                if not file.endswith(NOT_SOURCE_SUFFIXES)
+            )
+    return sorted(found)
+
+
+def source_state(repo):
+    """{"sha256", "files", "parts"} of the workflow's source under `repo`, or None when there is
+    none (or no `repo`).
+
+    One sha256 over every file's path and content, so that it names the code that ran without
+    git: the same files give the same sum wherever they are, and any edit, addition, removal or
+    rename changes it.
+    """
+    if repo is None:
+        return None
+    files = source_files(repo)
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(name.encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(bytes.fromhex(file_sha256(Path(repo, name))))
+    return {"sha256": digest.hexdigest(), "files": len(files), "parts": list(SOURCE)}
 
 
 def machine():

@@ -212,3 +212,64 @@ def describe(kind, base=None, start=None, unfreeze_from=None):
     return KINDS[kind].description.format(
         base=display, start=start or "the frozen model", unfreeze_from=unfreeze_from
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportFormat:
+    """One kind of artifact the export rule writes, and the runtime that runs it."""
+
+    name: str
+    # Its path inside results/export/<experiment>/<seed>/ (a folder for SavedModel).
+    path: str
+    runtime: str
+    description: str
+    # Full-integer quantised: judged by agreement and accuracy, not by |delta p|.
+    quantized: bool
+
+
+EXPORT_FORMATS = {
+    export_format.name: export_format
+    for export_format in (
+        ExportFormat(
+            name="saved_model",
+            path="saved_model",
+            runtime="tensorflow",
+            description="TensorFlow SavedModel (float32), signature serving_default",
+            quantized=False,
+        ),
+        ExportFormat(
+            name="onnx",
+            path="model.onnx",
+            runtime="onnxruntime",
+            description="ONNX (float32), converted by tf2onnx",
+            quantized=False,
+        ),
+        ExportFormat(
+            name="tflite",
+            path="model.tflite",
+            runtime="ai-edge-litert",
+            description="LiteRT/TFLite (float32), built-in ops only",
+            quantized=False,
+        ),
+        ExportFormat(
+            name="tflite_int8",
+            path="model_int8.tflite",
+            runtime="ai-edge-litert",
+            description="LiteRT/TFLite, full-integer int8 weights and activations, calibrated on "
+            "training images; uint8 image in, float32 probabilities out",
+            quantized=True,
+        ),
+    )
+}
+
+
+def calibrates(formats):
+    """Whether any of the export `formats` is quantised, so calibrated on training images."""
+    return any(EXPORT_FORMATS[name].quantized for name in formats)
+
+
+# parity.json's status of a format without figures, as the log and the report say it.
+EXPORT_STATUS = {
+    "cannot_be_produced": "cannot be produced",
+    "does_not_run": "converted, but does not run (target MISSED)",
+}

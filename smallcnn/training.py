@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from smallcnn import builders, cached_validation, datasets, devices, registry, resume
+from smallcnn import builders, cached_validation, datasets, devices, monitoring, registry, resume
 from smallcnn.atomic import atomic_write
 from smallcnn.errors import UserError
 from smallcnn.fingerprint import run_fingerprint
@@ -138,6 +138,7 @@ def train(
                 validation = cached_validation.setup(
                     model, settings, inputs, data.validation, cache_dir, runtime
                 )
+            monitors = monitoring.run_callbacks(settings, inputs, data, work_dir / "tensorboard")
             model.fit(
                 data.train,
                 validation_data=validation.data,
@@ -145,7 +146,7 @@ def train(
                 steps_per_epoch=data.steps,
                 # The cached validation first: the others read the val_* it puts in the logs.
                 # Then the keeper: it puts the learning rate in the logs that the loggers read.
-                callbacks=[*validation.callbacks, keeper, *_log_callbacks(callbacks, work_dir)],
+                callbacks=[*validation.callbacks, keeper, *monitors],
                 initial_epoch=keeper.initial_epoch,
                 class_weight=weighting,
                 # The datasets shuffle themselves, seeded.
@@ -183,6 +184,7 @@ def train(
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "weights": weights,
     }
+    monitoring.end_of_training(settings, inputs, best, work_dir / "tensorboard")
     _publish(best, model_path)
     resume.write_history(rows, history_path)
     Path(tensorboard_dir).mkdir(parents=True, exist_ok=True)
@@ -200,16 +202,6 @@ def train(
         model_path,
     )
     return summary
-
-
-def _log_callbacks(callbacks, work_dir):
-    if not callbacks["tensorboard"]:
-        return []
-    return [
-        keras.callbacks.TensorBoard(
-            str(work_dir / "tensorboard"), write_graph=False, profile_batch=0
-        )
-    ]
 
 
 def _lr_changes(rows):

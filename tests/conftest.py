@@ -77,11 +77,14 @@ def tree_digest(root):
     }
 
 
-def run_snakemake(workdir, targets, config=None, configfiles=(), args=(), check=True, timeout=1800):
+def run_snakemake(
+    workdir, targets, config=None, configfiles=(), args=(), check=True, timeout=1800, env=None
+):
     """Run this repository's workflow in `workdir`.
 
     `configfiles` and then the dict `config` are merged over config.yaml, in that order (pass
     config files here, not in `args`: a second --configfile option would replace the first).
+    `env`: the environment (default: this process's), with this virtualenv first on PATH.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +108,8 @@ def run_snakemake(workdir, targets, config=None, configfiles=(), args=(), check=
         configfiles.append(str(configfile))
     if configfiles:
         command += ["--configfile", *configfiles]
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = dict(os.environ if env is None else env)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir
     )
@@ -115,6 +119,19 @@ def run_snakemake(workdir, targets, config=None, configfiles=(), args=(), check=
             f"{result.stdout[-5000:]}\n{result.stderr[-8000:]}"
         )
     return result
+
+
+def files_holding(secrets, paths):
+    """The files under `paths` (files or folders) whose bytes contain any of `secrets`: where a
+    credential was recorded."""
+    found = []
+    for path in map(Path, paths):
+        for item in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if item.is_file() and not item.is_symlink():
+                data = item.read_bytes()
+                if any(secret.encode() in data for secret in secrets):
+                    found.append(item)
+    return found
 
 
 @pytest.fixture

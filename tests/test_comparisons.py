@@ -8,7 +8,18 @@ probabilities averaged over its seeds.
 import pandas as pd
 import pytest
 
-from smallcnn.report.comparisons import compare, verdict
+from smallcnn.errors import UserError
+from smallcnn.report.comparisons import (
+    averaged_correct,
+    compare,
+    comparisons,
+    mean_accuracy,
+    mean_loss,
+    mean_metric,
+    pairs_to_compare,
+    ranked,
+    verdict,
+)
 from smallcnn.report.loading import Run
 
 CLASSES = ["cat", "dog"]
@@ -36,7 +47,8 @@ def run(name, seed, p_true):
             }
         )
     predictions = pd.DataFrame(rows)
-    metrics = {"test_accuracy": predictions["correct"].mean(), "class_names": CLASSES}
+    accuracy = predictions["correct"].mean()
+    metrics = {"test_accuracy": accuracy, "test_loss": 1 - accuracy, "class_names": CLASSES}
     return Run(name, seed, metrics, {}, pd.DataFrame(), predictions)
 
 
@@ -71,7 +83,10 @@ def test_the_same_difference_on_three_seeds_does_not_let_the_t_interval_decide()
     row = compare("A", a, "B", b)
     assert row["n_seeds"] == 3
     assert row["test"] == "mcnemar"
-    assert row["why"].startswith("the difference is the same on all 3 seeds")
+    assert row["why"] == (
+        "the difference is the same on all 3 seeds, so the seed-paired interval has zero width "
+        "and measures nothing"
+    )
     # Averaged over the seeds A is right on images 0-10 (image 10 on two seeds of three), B on
     # images 0-11.
     assert (row["only_a"], row["only_b"]) == (0, 1)
@@ -186,3 +201,193 @@ def test_cross_validated_experiments_rank_by_their_cv_figures_not_the_test_split
     for run_ in (*plain_a, *plain_b):
         run_.metrics["test_loss"] = 0.5
     assert ranked({"A": plain_a, "B": plain_b}) == ["A", "B"]
+def scored(name, seed=1, **metrics):
+    """A Run that has only metrics: what ranking reads."""
+    return Run(name, seed, metrics, {}, pd.DataFrame(), pd.DataFrame())
+
+
+def test_ranking_by_the_primary_metric_then_accuracy_then_loss():
+    runs = {
+        # Ranked by balanced accuracy: a and b tie on it (means 0.8), a has the better accuracy.
+        "a": [
+            scored("a", balanced_accuracy=0.7, test_accuracy=0.9, test_loss=0.5),
+            scored("a", 2, balanced_accuracy=0.9, test_accuracy=0.9, test_loss=0.5),
+        ],
+        "b": [scored("b", balanced_accuracy=0.8, test_accuracy=0.85, test_loss=0.1)],
+        # c ties with b on both, and has the lower loss.
+        "c": [scored("c", balanced_accuracy=0.8, test_accuracy=0.85, test_loss=0.05)],
+        # Undefined for every seed: last, whatever its accuracy.
+        "d": [scored("d", balanced_accuracy=None, test_accuracy=0.99, test_loss=0.01)],
+        "e": [scored("e", balanced_accuracy=0.6, test_accuracy=0.99, test_loss=0.01)],
+        # Zero is a value: below every other, above undefined.
+        "f": [scored("f", balanced_accuracy=0.0, test_accuracy=0.999, test_loss=0.0)],
+    }
+    assert ranked(runs, "balanced_accuracy") == ["a", "c", "b", "e", "f", "d"]
+    assert ranked(runs) == ["f", "d", "e", "a", "c", "b"]
+
+
+def test_the_mean_of_a_metric_skips_seeds_where_it_is_undefined():
+    runs = [scored("a", roc_auc=0.6), scored("a", 2, roc_auc=None), scored("a", 3, roc_auc=0.8)]
+    assert mean_metric(runs, "roc_auc") == pytest.approx(0.7)
+    assert mean_metric(runs[1:2], "roc_auc") is None
+    assert mean_metric(runs, "macro_f1") is None
+    losses = [
+        scored("a", test_loss=0.2, test_accuracy=0.5),
+        scored("a", 2, test_loss=0.4, test_accuracy=0.7),
+    ]
+    assert (mean_loss(losses), mean_accuracy(losses)) == pytest.approx((0.3, 0.6))
+
+
+@pytest.mark.parametrize(
+    ("names", "order", "pairs"),
+    [
+        (["a"], ["a"], []),
+        (["a", "b"], ["b", "a"], [("a", "b")]),
+        # Consecutive pairs, then the first against the best (c, not consecutive to a).
+        (["a", "b", "c"], ["c", "b", "a"], [("a", "b"), ("b", "c"), ("a", "c")]),
+        # The best (d) against the runner-up (b), in declared order, when not consecutive.
+        (
+            ["a", "b", "c", "d"],
+            ["d", "b", "a", "c"],
+            [("a", "b"), ("b", "c"), ("c", "d"), ("a", "d"), ("b", "d")],
+        ),
+        # The first is the best: no pair of it with itself; best and runner-up consecutive.
+        (["a", "b", "c"], ["a", "b", "c"], [("a", "b"), ("b", "c")]),
+        # Declared order, not the alphabet's: the runner-up b was declared before the best a.
+        (
+            ["x", "b", "y", "a"],
+            ["a", "b", "x", "y"],
+            [("x", "b"), ("b", "y"), ("y", "a"), ("x", "a"), ("b", "a")],
+        ),
+        (
+            ["a", "b", "c", "d"],
+            ["a", "c", "b", "d"],
+            [("a", "b"), ("b", "c"), ("c", "d"), ("a", "c")],
+        ),
+    ],
+)
+def test_the_pairs_compared(names, order, pairs):
+    assert pairs_to_compare(names, order) == pairs
+
+
+def test_every_pair_is_compared_in_declared_order():
+    runs = {
+        name: [run(name, seed, right_on(range(n + seed))) for seed in (1, 2, 3)]
+        for name, n in (("a", 2), ("b", 9), ("c", 16))
+    }
+    rows = comparisons(runs, ranked(runs))
+    assert [(row["a"], row["b"]) for row in rows] == [("a", "b"), ("b", "c"), ("a", "c")]
+    assert [row["better"] for row in rows] == ["b", "c", "c"]
+
+
+def test_three_seeds_whose_differences_vary_around_zero_are_no_real_difference():
+    a = [run("A", seed, right_on(range(10))) for seed in (1, 2, 3)]
+    b = [run("B", seed, right_on(range(n))) for seed, n in ((1, 11), (2, 9), (3, 12))]
+    row = compare("A", a, "B", b)
+    assert row["test"] == "paired-t"
+    assert row["difference_low"] < 0 < row["difference_high"]
+    assert not row["significant"] and row["better"] is None
+    assert (row["accuracy_a"], row["accuracy_b"]) == pytest.approx((0.5, 32 / 60))
+
+
+def test_the_verdict_when_the_best_is_the_first_of_its_pair():
+    """The table says B minus A; the verdict says best minus runner-up, interval and all."""
+    a = [run("A", seed, right_on(range(n))) for seed, n in ((1, 17), (2, 18), (3, 20))]
+    b = [run("B", seed, right_on(range(10))) for seed in (1, 2, 3)]
+    row = compare("A", a, "B", b)
+    low, high = row["difference_low"], row["difference_high"]
+    assert row["better"] == "A" and high < 0
+    result = verdict(["A", "B"], [row])
+    assert result == {
+        "runner_up": "B",
+        "margin": pytest.approx(0.4167, abs=1e-4),
+        "low": pytest.approx(-high),
+        "high": pytest.approx(-low),
+        "p_value": row["p_value"],
+        "n_seeds": 3,
+        "test": "paired-t",
+        "why": "3 seeds give differences that vary",
+        "significant": True,
+        "better": "A",
+    }
+    # Seen from B's side the same comparison gives the same verdict.
+    assert verdict(["A", "B"], [compare("B", b, "A", a)]) == result
+    assert verdict(["A"], []) is None
+
+
+def test_the_verdict_of_one_seed_has_no_interval():
+    row = compare("A", [run("A", 1, right_on(range(8)))], "B", [run("B", 1, right_on(range(9)))])
+    result = verdict(["B", "A"], [row])
+    assert (result["low"], result["high"], result["margin"]) == (None, None, pytest.approx(0.05))
+    assert (result["n_seeds"], result["test"], result["significant"]) == (1, "mcnemar", False)
+
+
+def test_images_only_one_experiment_predicted_are_counted_apart():
+    """B's predictions lack image 0 and come in another order: McNemar joins on the file."""
+    a = [run("A", 1, right_on(range(5)))]
+    b_run = run("B", 1, right_on(range(15)))
+    predictions = b_run.predictions.iloc[1:].sample(frac=1, random_state=0)
+    b = [Run("B", 1, b_run.metrics, {}, pd.DataFrame(), predictions)]
+    row = compare("A", a, "B", b)
+    assert (row["shared"], row["unshared"]) == (19, 1)
+    # Image 0 (both right) is not shared; A is right on 1-4, B on 1-14.
+    assert (row["only_a"], row["only_b"]) == (0, 10)
+
+
+def test_a_seed_missing_an_image_leaves_it_out_of_the_averaged_prediction():
+    first = run("A", 1, right_on(range(20)))
+    second = run("A", 2, right_on(range(20)))
+    second = Run("A", 2, second.metrics, {}, pd.DataFrame(), second.predictions.iloc[:-1])
+    correct = averaged_correct("A", [first, second])
+    assert list(correct.index) == FILES[:-1] and correct.all()
+
+
+def test_seeds_with_other_classes_are_a_user_error_naming_the_experiment():
+    def seeds(name):
+        first, second = run(name, 1, right_on(range(5))), run(name, 2, right_on(range(5)))
+        second.metrics["class_names"] = ["dog", "cat"]
+        return [first, second]
+
+    good = [run("A", seed, right_on(range(5))) for seed in (1, 2)]
+    for a, b, name in ((seeds("A"), good, "A"), (good, seeds("B"), "B")):
+        message = (
+            rf"^{name}: seed 2 has classes \['dog', 'cat'\], seed 1 \['cat', 'dog'\]; rerun its "
+            r"training and evaluation$"
+        )
+        with pytest.raises(UserError, match=message):
+            compare("A", a, "B", b)
+
+
+def test_the_t_interval_decides_even_where_mcnemar_would_not_agree():
+    """Three seeds whose differences vary: the interval's verdict stands, whatever McNemar on
+    the averaged predictions says."""
+    a = [run("A", seed, right_on(range(10))) for seed in (1, 2, 3)]
+    # B 10, 15 and 10 points ahead: a real difference across seeds, though averaged B is right
+    # on only two images A misses (p = 0.5).
+    b = [run("B", seed, right_on(range(n))) for seed, n in ((1, 12), (2, 13), (3, 12))]
+    row = compare("A", a, "B", b)
+    assert (row["only_a"], row["only_b"], row["p_value"]) == (0, 2, 0.5)
+    assert row["test"] == "paired-t" and row["difference_low"] > 0
+    assert row["significant"] and row["better"] == "B"
+    # B 40 points ahead, 40 behind, 40 ahead: no real difference across seeds, though averaged
+    # B is right on eight images A misses (p = 2 / 2^8).
+    b = [run("B", seed, right_on(range(n))) for seed, n in ((1, 18), (2, 2), (3, 18))]
+    row = compare("A", a, "B", b)
+    assert (row["only_a"], row["only_b"]) == (0, 8)
+    assert row["p_value"] == pytest.approx(2 / 2**8)
+    assert row["test"] == "paired-t" and row["difference_low"] < 0
+    assert not row["significant"] and row["better"] is None
+
+
+def test_experiments_without_a_shared_seed_or_test_image_cannot_be_compared():
+    a, b = [run("A", 1, right_on(range(5)))], [run("B", 2, right_on(range(5)))]
+    with pytest.raises(UserError, match="^A and B share no seed: they cannot be compared paired$"):
+        compare("A", a, "B", b)
+    other = run("B", 1, right_on(range(5)))
+    other.predictions["file"] = "elsewhere/" + other.predictions["file"]
+    with pytest.raises(
+        UserError,
+        match=r"^the predictions of A and B share no test image \(joined on file\): they were "
+        r"evaluated on different test sets; rerun both$",
+    ):
+        compare("A", a, "B", [other])

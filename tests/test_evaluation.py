@@ -82,6 +82,13 @@ def test_evaluate_an_image_model(tmp_path):
         tmp_path / "predictions" / "m.csv",
         (48, 48),
         5,
+        errors_path=tmp_path / "errors" / "m.csv",
+    )
+    with open(tmp_path / "errors" / "m.csv", newline="") as stream:
+        errors = list(csv.DictReader(stream))
+    # Every test image, named by its path in the test folder.
+    assert sorted(row["path"] for row in errors) == sorted(
+        str(p) for p in (tmp_path / "test").rglob("*.jpg")
     )
     written = check_outputs(
         tmp_path / "metrics" / "m.json", tmp_path / "predictions" / "m.csv", 12, ["a", "b", "c"]
@@ -118,6 +125,37 @@ def test_evaluate_a_features_model(tmp_path):
         tmp_path / "f.csv",
         (32, 32),
         4,
+        errors_path=tmp_path / "f-errors.csv",
+        test_images=tmp_path / "test",
     )
+    with open(tmp_path / "f-errors.csv", newline="") as stream:
+        paths = [row["path"] for row in csv.DictReader(stream)]
+    assert sorted(paths) == sorted(str(p) for p in (tmp_path / "test").rglob("*.jpg"))
     metrics = check_outputs(tmp_path / "f-metrics.json", tmp_path / "f.csv", 6, ["cat", "dog"])
     assert metrics["experiment"] == "features"
+
+
+def test_errors_by_file_rank_every_test_image_by_its_loss(tmp_path):
+    probabilities = evaluation.class_probabilities(np.array([[0.3], [0.95], [0.6], [0.3]]))
+    files = ["cat/1.png", "cat/2.png", "dog/3.png", "dog/4.png"]
+    evaluation.write_errors(
+        tmp_path / "errors.csv", files, [0, 0, 1, 1], probabilities, ["cat", "dog"], "data/test"
+    )
+    with open(tmp_path / "errors.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert list(rows[0]) == list(evaluation.ERROR_COLUMNS)
+    # cat/2 is a cat taken for a dog at 0.95: the worst; dog/4 (p_true 0.3) and then the rest.
+    assert [row["file"] for row in rows] == ["cat/2.png", "dog/4.png", "dog/3.png", "cat/1.png"]
+    assert [int(row["rank"]) for row in rows] == [1, 2, 3, 4]
+    first = rows[0]
+    assert (first["path"], first["true"], first["predicted"]) == (
+        "data/test/cat/2.png",
+        "cat",
+        "dog",
+    )
+    assert float(first["probability"]) == pytest.approx(0.95)
+    assert float(first["p_true"]) == pytest.approx(0.05)
+    assert float(first["loss"]) == pytest.approx(-np.log(0.05), rel=1e-5)
+    assert [float(row["loss"]) for row in rows] == sorted(
+        (float(row["loss"]) for row in rows), reverse=True
+    )

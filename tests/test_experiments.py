@@ -1,9 +1,12 @@
 """Declared experiments: resolution, start-time errors, replicates and exact reruns."""
 
 import csv
+import hashlib
 import json
 import os
 import re
+import time
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -73,6 +76,81 @@ def test_overrides_merge_over_the_kinds_defaults_key_by_key():
         "weights": "imagenet",
         "unfreeze_from": "x",
     }
+
+
+# A finetuned experiment whose frozen start has weights other than the global ones: a finetuned
+# experiment that took the global weights instead of its start's would look right with the
+# defaults, where the two coincide.
+OWN_WEIGHTS = {
+    "fr": {"kind": "frozen", "conv_base": {"weights": "none"}},
+    "ft": {"kind": "finetuned", "from": "fr", "conv_base": {"unfreeze_from": "block4_conv1"}},
+}
+
+
+def test_a_finetuned_experiment_takes_the_base_and_weights_of_its_start():
+    resolved = experiments.resolve(
+        config_with(
+            {
+                **OWN_WEIGHTS,
+                "fr": {"kind": "frozen", "conv_base": {"name": "resnet50", "weights": "none"}},
+            },
+            conv_base={"name": "vgg16", "weights": "imagenet", "unfreeze_from": "block5_conv1"},
+        )
+    )
+    assert resolved["fr"].conv_base == {"name": "resnet50", "weights": "none"}
+    assert resolved["ft"].conv_base == {
+        "name": "resnet50",
+        "weights": "none",
+        "unfreeze_from": "block4_conv1",
+    }
+
+
+def rules_functions(workdir, config):
+    """The workflow's own rule functions, as Snakemake loads them for `config` merged over
+    config.yaml: what the train job's params and inputs are made of."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    configfile = workdir / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    cwd = os.getcwd()
+    try:
+        with SnakemakeApi(OutputSettings()) as api:
+            workflow = api.workflow(
+                resource_settings=ResourceSettings(cores=1),
+                config_settings=ConfigSettings(configfiles=[configfile]),
+                snakefile=REPO / "Snakefile",
+                workdir=workdir,
+            )
+            return workflow._workflow.globals
+    finally:
+        os.chdir(cwd)
+
+
+def test_the_finetuned_train_job_gets_its_starts_weights_from_the_rules(tmp_path):
+    config = {
+        "conv_base": {"name": "vgg16", "weights": "imagenet", "unfreeze_from": "block5_conv1"},
+        "experiments": OWN_WEIGHTS,
+        "seeds": [3],
+    }
+    rules = rules_functions(tmp_path, config)
+    ft = SimpleNamespace(experiment="ft", seed="3")
+    assert rules["train_params"](ft)["conv_base"] == {
+        "name": "vgg16",
+        "weights": "none",
+        "unfreeze_from": "block4_conv1",
+    }
+    assert rules["train_inputs"](ft) == {
+        "train": "results/data/train",
+        "validation": "results/data/validation",
+        "start": "results/models/fr/3.keras",
+        # For TensorBoard's projector (callbacks.tensorboard.embeddings, on by default).
+        "test": "results/data/test",
+    }
+    fr = SimpleNamespace(experiment="fr", seed="3")
+    assert rules["train_params"](fr)["conv_base"] == {"name": "vgg16", "weights": "none"}
+    # Random weights: no weights file to fetch, for the start or for the finetuned experiment.
+    assert rules["train_inputs"](fr)["weights"] == []
 
 
 @pytest.mark.parametrize(
@@ -145,6 +223,26 @@ def test_a_weights_files_hash_is_kept_until_its_size_or_mtime_changes(tmp_path, 
     experiments.weights_id(str(weights))
     experiments.weights_id(str(weights))
     assert len(hashed) == 4
+
+
+def test_weights_files_settled_for_seconds_are_hashed_once_each_by_their_own_path(
+    tmp_path, monkeypatch
+):
+    hashed = []
+    real = experiments.file_sha256
+    monkeypatch.setattr(experiments, "file_sha256", lambda path: hashed.append(path) or real(path))
+    # Two files of one size and one mtime, three seconds old: past the racy window (2 s).
+    settled = time.time_ns() - 3 * 10**9
+    for name, data in (("a", b"one"), ("b", b"two")):
+        (tmp_path / f"{name}.weights.h5").write_bytes(data)
+        os.utime(tmp_path / f"{name}.weights.h5", ns=(settled, settled))
+    ids = [experiments.weights_id(str(tmp_path / f"{name}.weights.h5")) for name in "ab"]
+    assert ids == [
+        f"a_weights-{hashlib.sha256(b'one').hexdigest()[:10]}",
+        f"b_weights-{hashlib.sha256(b'two').hexdigest()[:10]}",
+    ]
+    assert experiments.weights_id(str(tmp_path / "a.weights.h5")) == ids[0]
+    assert len(hashed) == 2
 
 
 def test_only_the_books_settings_get_the_books_figure():
@@ -221,6 +319,8 @@ def declared_run(tmp_path_factory):
         "training": {kind: quick for kind in registry.KINDS},
         "experiments": DECLARED,
         "seeds": SEEDS,
+        # Bookkeeping of experiments and seeds: exports are tested in test_export.
+        "export": {"experiments": []},
     }
     (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     # One thread per training job: the summaries must say TensorFlow ran with what was declared.
@@ -290,6 +390,8 @@ def test_one_experiments_override_reruns_exactly_its_jobs(declared_run, tmp_path
     jobs = planned_jobs(dry_run(declared_run, tmp_path, {"experiments": changed}))
     assert jobs == {
         *{(rule, "fast_scratch", seed) for rule in ("train", "evaluate") for seed in SEEDS},
+        # The report's heatmaps are of the first seed.
+        ("heatmaps", "fast_scratch", SEEDS[0]),
         ("summarize", None, None),
         ("report", None, None),
     }
@@ -342,3 +444,180 @@ def test_the_report_names_an_experiments_own_settings():
     )
     assert experiments.overridden(resolved["fast"]) == "learning_rate 0.003, epochs 10"
     assert experiments.overridden(resolved["mobile"]) == ""
+
+
+def test_the_list_form_comes_out_in_the_books_order_whatever_the_order_written():
+    resolved = experiments.resolve(config_with(["features", "augmented", "scratch"]))
+    assert list(resolved) == ["scratch", "augmented", "features"]
+    assert [e.name for e in resolved.values()] == list(resolved)
+
+
+def test_callbacks_merge_key_by_key_from_run_to_kind_to_experiment():
+    assert experiments.merge_callbacks(
+        {"tensorboard": True, "early_stopping": {"patience": 10, "monitor": "val_loss"}},
+        None,
+        {"tensorboard": False, "early_stopping": {"patience": 3}},
+    ) == {"tensorboard": False, "early_stopping": {"patience": 3, "monitor": "val_loss"}}
+    config = config_with(
+        {"quick": {"kind": "scratch", "callbacks": {"reduce_lr": {"factor": 0.2}}}}
+    )
+    config["training"]["scratch"]["callbacks"] = {"early_stopping": {"patience": 2}}
+    callbacks = experiments.resolve(config)["quick"].settings["callbacks"]
+    assert callbacks["early_stopping"] == {**DEFAULTS["callbacks"]["early_stopping"], "patience": 2}
+    assert callbacks["reduce_lr"] == {**DEFAULTS["callbacks"]["reduce_lr"], "factor": 0.2}
+    assert callbacks["tensorboard"] == DEFAULTS["callbacks"]["tensorboard"]
+
+
+def test_settings_hold_training_keys_only():
+    resolved = experiments.resolve(
+        config_with(
+            {
+                "fr": {"kind": "frozen", "conv_base": {"weights": "none"}, "epochs": 2},
+                "ft": {"kind": "finetuned", "from": "fr", "conv_base": {"unfreeze_from": "x"}},
+            }
+        )
+    )
+    for experiment in resolved.values():
+        assert set(experiment.settings) <= set(registry.TRAINING_KEYS), experiment.name
+    assert resolved["fr"].settings["epochs"] == 2
+    assert resolved["ft"].overrides == ("conv_base",)
+
+
+@pytest.mark.parametrize(
+    ("training", "message"),
+    [
+        (
+            {"scratch": None},
+            r"^training\.scratch is missing: it holds the defaults of s$",
+        ),
+        (
+            {"features": {"augment": True}},
+            r"^training\.features cannot set augment: that kind keeps them fixed$",
+        ),
+        (
+            {"finetuned": {"dropout": 0.2, "dense_units": 64}},
+            r"^training\.finetuned cannot set dense_units, dropout: that kind keeps them fixed$",
+        ),
+    ],
+)
+def test_wrong_kind_defaults_are_named(training, message):
+    config = config_with(
+        {
+            "s": {"kind": "scratch"},
+            "f": {"kind": "features"},
+            "fr": {"kind": "frozen"},
+            "ft": {"kind": "finetuned", "from": "fr"},
+        }
+    )
+    for kind, defaults in training.items():
+        if defaults is None:
+            del config["training"][kind]
+        else:
+            config["training"][kind].update(defaults)
+    with pytest.raises(UserError, match=message):
+        experiments.resolve(config)
+
+
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        (
+            {"x": {"epochs": 3}},
+            "experiment 'x' needs a kind: one of scratch, augmented, features, frozen, finetuned "
+            "(e.g. {kind: scratch})",
+        ),
+        (
+            {"x": {"kind": "scratch", "epoch": 3, "lr": 1}},
+            "experiment 'x' has unknown key(s) epoch, lr: an experiment takes kind, from, "
+            f"conv_base and the training keys {', '.join(registry.TRAINING_KEYS)}",
+        ),
+        (
+            {"x": {"kind": "scratch", "conv_base": {"name": "vgg16"}}},
+            "experiment 'x' (kind scratch) cannot set conv_base: that kind takes no conv_base",
+        ),
+        (
+            {"x": {"kind": "features", "augment": True, "conv_base": {"unfreeze_from": "b"}}},
+            "experiment 'x' (kind features) cannot set augment, unfreeze_from: that kind takes "
+            "conv_base.name, conv_base.weights and keeps augment fixed",
+        ),
+        (
+            {
+                "fr": {"kind": "frozen"},
+                "x": {"kind": "finetuned", "from": "fr", "dropout": 0.2, "dense_units": 64},
+            },
+            "experiment 'x' (kind finetuned) cannot set dense_units, dropout: that kind takes "
+            "conv_base.unfreeze_from and keeps dense_units, dropout fixed",
+        ),
+        (
+            {"x": {"kind": "frozen", "from": "y"}},
+            "experiment 'x' (kind frozen) cannot set from: only a finetuned experiment starts "
+            "from another experiment's model",
+        ),
+        (
+            {"x": {"kind": "finetuned"}},
+            "experiment 'x' (kind finetuned) must name the frozen experiment it starts from: "
+            "declare a frozen experiment, e.g. frozen: {kind: frozen}, and write from: frozen",
+        ),
+        (
+            {
+                "fr": {"kind": "frozen"},
+                "x": {"kind": "finetuned", "from": "s"},
+                "s": {"kind": "scratch"},
+            },
+            "experiment 'x' starts from 's', which is a scratch: it must start from a frozen "
+            "experiment; write from: fr",
+        ),
+        (
+            {"x y": {"kind": "scratch"}},
+            "experiment name 'x y' is used in paths: use letters, digits, '_' and '-' only",
+        ),
+    ],
+)
+def test_wrong_declarations_are_named_in_full(declared, message):
+    with pytest.raises(UserError) as error:
+        experiments.resolve(config_with(declared))
+    assert str(error.value) == message
+
+
+def test_the_report_leaves_callbacks_to_the_settings_table():
+    resolved = experiments.resolve(
+        config_with(
+            {"quick": {"kind": "scratch", "epochs": 5, "callbacks": {"tensorboard": False}}}
+        )
+    )
+    assert experiments.overridden(resolved["quick"]) == "epochs 5"
+
+
+def test_weights_files_are_named_from_where_the_rules_run(tmp_path, monkeypatch):
+    name = "_My VGG16 (fine-tuned on edges, second trial, 2026).weights.h5"
+    (tmp_path / name).write_bytes(b"weights")
+    monkeypatch.chdir(tmp_path)
+    found = experiments.weights_id(name)
+    # Lower case, runs of other characters as one "_", none at either end, at most 40.
+    assert found.split("-")[0] == "my_vgg16_fine_tuned_on_edges_second_tria"
+    monkeypatch.chdir(tmp_path.parent)
+    assert experiments.weights_id(name, root=tmp_path) == found
+    message = (
+        r"^conv_base.weights='missing.h5': no such file \(give the path of a .weights.h5 file, "
+        r"imagenet or none\)$"
+    )
+    with pytest.raises(UserError, match=message):
+        experiments.weights_id("missing.h5", root=tmp_path)
+    assert experiments.weights_id("none") == "none"
+
+
+def test_the_books_settings_whatever_the_config_declares():
+    """The book's settings come from config.yaml's defaults of the kind, even when the config
+    declares its own experiments; callbacks do not count."""
+    book_config = {**DEFAULTS, "experiments": {"mine": {"kind": "scratch"}}}
+    resolved = experiments.resolve(
+        config_with(
+            {
+                "quiet": {"kind": "scratch", "callbacks": {"tensorboard": False}},
+                "f": {"kind": "features"},
+            }
+        )
+    )
+    assert experiments.is_book(resolved["quiet"], book_config, [150, 150])
+    assert experiments.is_book(resolved["f"], book_config, [150, 150])
+    assert book_config["experiments"] == {"mine": {"kind": "scratch"}}

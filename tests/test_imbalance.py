@@ -30,6 +30,7 @@ def test_an_imbalanced_dataset_is_split_by_fraction_weighted_and_ranked_fairly(t
         "image_size": [48, 48],
         "experiments": ["scratch"],
         "training": {"scratch": {"epochs": 1, "batch_size": 16}},
+        "export": {"experiments": []},
     }
     work = tmp_path / "work"
     run_snakemake(work, ["results/report.html"], config=config)

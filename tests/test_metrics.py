@@ -32,6 +32,30 @@ def test_auc_extremes_and_undefined():
     assert metrics.rank_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
     assert metrics.rank_auc([1, 1, 0, 0], [0.1, 0.2, 0.8, 0.9]) == 0.0
     assert metrics.rank_auc([1, 1], [0.1, 0.2]) is None
+    assert metrics.rank_auc([0, 0], [0.1, 0.2]) is None
+    # One positive is enough: it outranks one of the two negatives.
+    assert metrics.rank_auc([0, 1, 0], [0.1, 0.5, 0.9]) == 0.5
+
+
+def test_binary_auc_from_the_sigmoid_output():
+    """Two classes: the model's output is one sigmoid column, the probability of class 1, as
+    evaluation passes it (shape (n, 1)), or the same flattened."""
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    sigmoid = np.array([[0.2], [0.6], [0.7], [0.4], [0.1], [0.9]])
+    expected = pairwise_auc(labels == 1, sigmoid[:, 0])
+    assert expected == pytest.approx(8 / 9)
+    assert metrics.roc_auc(labels, sigmoid) == pytest.approx(expected)
+    assert metrics.roc_auc(labels.tolist(), sigmoid[:, 0].tolist()) == pytest.approx(expected)
+    assert metrics.roc_auc([1, 1, 1], [[0.2], [0.6], [0.7]]) is None
+
+
+def test_macro_auc_skips_classes_absent_from_the_test_set():
+    labels = np.array([0, 0, 1, 1])
+    probabilities = np.array([[0.6, 0.3, 0.1], [0.3, 0.3, 0.4], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1]])
+    expected = np.mean([pairwise_auc(labels == k, probabilities[:, k]) for k in (0, 1)])
+    assert metrics.roc_auc(labels, probabilities) == pytest.approx(expected)
+    # One class only: undefined for every class.
+    assert metrics.roc_auc(np.array([2, 2]), probabilities[:2]) is None
 
 
 def test_macro_one_vs_rest_auc():
@@ -110,8 +134,22 @@ def test_class_metrics_count_labels_and_predictions_like_the_matrix():
 
 
 def test_a_matrix_that_does_not_fit_the_classes_is_a_user_error():
-    with pytest.raises(UserError, match="does not fit 2 classes"):
+    message = r"^a confusion matrix of shape \(5, 5\) does not fit 2 classes; rerun the evaluation$"
+    with pytest.raises(UserError, match=message):
         metrics.per_class(MATRIX, ["a", "b"])
+
+
+def test_the_confusion_matrix_holds_integer_counts():
+    matrix = metrics.confusion_matrix([0, 1, 1, 2], [0, 1, 0, 2], 3)
+    assert matrix.dtype.kind == "i"
+    assert matrix.tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+
+
+def test_averages_over_no_defined_class_are_undefined():
+    nothing = [{"recall": None, "f1": None}]
+    assert metrics.balanced_accuracy(nothing) is None
+    assert metrics.macro_f1(nothing) is None
+    assert metrics.mean_defined([None, 0.5, None, 1.0]) == 0.75
 
 
 def test_average_precision_by_hand():
@@ -137,6 +175,11 @@ def test_average_precision_takes_tied_scores_together_whatever_their_order():
         ("auto", [480, 500], "test_accuracy", "balanced, 480 to 500 images"),
         ("auto", [300, 61, 120], "balanced_accuracy", "4.9× its smallest (300 against 61"),
         ("auto", [40, 0], "balanced_accuracy", "a class has no test image"),
+        ("auto", [0, 0], "balanced_accuracy", "a class has no test image, the largest 0"),
+        ("auto", [1, 1], "test_accuracy", "balanced, 1 images per class"),
+        # At the bound: 22 is 1.1 times 20.
+        ("auto", [22, 20], "test_accuracy", "balanced, 20 to 22 images per class"),
+        ("auto", [23, 20], "balanced_accuracy", "1.1× its smallest (23 against 20 images)"),
         ("accuracy", [300, 61], "test_accuracy", "as set in report.primary_metric"),
         ("balanced_accuracy", [50, 50], "balanced_accuracy", "balanced accuracy, as set"),
         ("macro_f1", [50, 50], "macro_f1", "macro-F1"),
@@ -149,9 +192,29 @@ def test_primary_metric(setting, counts, key, words):
     assert words in reason
 
 
+def test_the_reasons_for_the_primary_metric_in_full():
+    assert metrics.primary_metric("auto", [500, 500])[1] == (
+        "Ranked by accuracy (report.primary_metric: auto): the test split is balanced, 500 images "
+        "per class."
+    )
+    assert metrics.primary_metric("auto", [300, 61])[1] == (
+        "Ranked by balanced accuracy, the mean of the per-class recalls (report.primary_metric: "
+        "auto): the test split is imbalanced, its largest class 4.9× its smallest (300 against 61 "
+        "images), so accuracy would reward answering the majority class."
+    )
+
+
 @pytest.mark.parametrize(
     ("setting", "counts", "message"),
-    [("f1", [5, 5], "report.primary_metric is 'f1'"), ("auto", [], "found none")],
+    [
+        (
+            "f1",
+            [5, 5],
+            r"^report.primary_metric is 'f1'; use auto or one of accuracy, balanced_accuracy, "
+            r"macro_f1, roc_auc$",
+        ),
+        ("auto", [], r"^the primary metric needs the test split's class counts; found none$"),
+    ],
 )
 def test_primary_metric_user_errors(setting, counts, message):
     with pytest.raises(UserError, match=message):
@@ -170,3 +233,13 @@ def test_the_schema_accepts_each_primary_metric_and_names_a_wrong_one():
     config["report"]["primary_metric"] = "f1"
     with pytest.raises(WorkflowError, match="primary_metric"):
         validate(config, str(REPO / "schemas" / "config.schema.yaml"))
+
+
+def test_predicted_classes_name_classes_as_keras_predicts_them():
+    names = ["cat", "dog", "fox"]
+    # Two classes: the second only above 0.5, as Keras' binary accuracy counts it.
+    two = metrics.predicted_classes([[0.5, 0.5], [0.49, 0.51], [0.9, 0.1]])
+    assert [names[k] for k in two] == ["cat", "dog", "cat"]
+    # More: the most probable, wherever the second class's probability stands.
+    three = metrics.predicted_classes([[0.2, 0.1, 0.7], [0.05, 0.6, 0.35], [0.4, 0.35, 0.25]])
+    assert [names[k] for k in three] == ["fox", "dog", "cat"]

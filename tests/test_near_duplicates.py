@@ -109,6 +109,33 @@ def test_the_hash_is_imagehash_phash(size):
         assert near_duplicates.perceptual_hash(np.asarray(picture)) == expected
 
 
+def structured(kind):
+    """Images whose DCT has coefficients that are exactly zero."""
+    pixels = np.zeros((48, 64, 3), np.uint8)
+    if kind == "flat":
+        pixels[:] = (90, 140, 200)
+    elif kind == "stripes":
+        pixels[::2] = 255
+    elif kind == "halves":
+        pixels[:24] = 200
+    elif kind == "box":
+        pixels[10:38, 20:44] = 255
+    return Image.fromarray(pixels)
+
+
+@pytest.mark.parametrize("kind", ["flat", "black", "stripes", "halves", "box"])
+def test_images_with_zero_coefficients_hash_as_imagehash_does(kind):
+    """A flat image: every coefficient but the first is zero, and so is their median; imagehash
+    compares with >, so only the first bit is set. Float noise in those zeros used to set others
+    at random (c6d6282929c6d628 for this flat colour)."""
+    imagehash = pytest.importorskip("imagehash")
+    picture = structured(kind)
+    expected = int(str(imagehash.phash(picture)), 16)
+    assert near_duplicates.perceptual_hash(np.asarray(picture)) == expected
+    if kind == "flat":
+        assert expected == 1 << 63
+
+
 def test_resized_reencoded_and_brightened_copies_are_one_photo(tmp_path):
     groups = photos_with_copies(tmp_path / "src")
     rows, summary = prepare(tmp_path / "src", tmp_path / "out")
@@ -226,6 +253,129 @@ def test_pair_search_matches_brute_force_across_block_edges(monkeypatch):
         if int(hashes[i] ^ hashes[j]).bit_count() <= 6
     }
     assert found == expected and len(expected) > 30
+
+
+@pytest.mark.parametrize("max_distance", [0, 1, 6, 63])
+def test_hashes_exactly_max_distance_bits_apart_are_a_pair_one_bit_more_are_not(max_distance):
+    """The threshold is inclusive: `max_distance: 6` groups copies 6 bits apart, not 7."""
+    base = 0x0123_4567_89AB_CDEF
+
+    def apart(bits):
+        # The top `bits` bits flipped: a hash exactly `bits` bits from base.
+        return base ^ (((1 << bits) - 1) << (64 - bits))
+
+    first, second, distance = near_duplicates.close_pairs([base, apart(max_distance)], max_distance)
+    assert (first.tolist(), second.tolist(), distance.tolist()) == ([0], [1], [max_distance])
+    first, _, _ = near_duplicates.close_pairs([base, apart(max_distance + 1)], max_distance)
+    assert first.tolist() == []
+
+    # The same edge through the grouping that prepare applies: the smaller copy is rejected.
+    def row(name, side, value):
+        return {
+            "file": f"cat/{name}.jpg",
+            "label": "cat",
+            "status": "ok",
+            "width": side,
+            "height": side,
+            "bytes": 100 * side,
+            "phash": f"{value:016x}",
+        }
+
+    for bits, status in ((max_distance, "near_duplicate"), (max_distance + 1, "ok")):
+        rows = [row("kept", 64, base), row("copy", 32, apart(bits))]
+        groups = near_duplicates.mark(rows, max_distance)
+        assert [r["status"] for r in rows] == ["ok", status], bits
+        assert len(groups) == (status == "near_duplicate")
+
+
+def hashed(file, label, phash, width=64, height=64, status="ok"):
+    return {
+        "file": file,
+        "label": label,
+        "status": status,
+        "width": width,
+        "height": height,
+        "bytes": width * height,
+        "phash": phash,
+    }
+
+
+def test_grouping_keeps_the_largest_image_and_names_the_others():
+    rows = [
+        # Wide but smaller in area (3,000 pixels) than the square kept (4,096).
+        hashed("cat/wide.jpg", "cat", "00000000000000ff", width=100, height=30),
+        hashed("cat/square.jpg", "cat", "00000000000000fe"),
+        hashed("cat/other.jpg", "cat", "ffffffff00000000"),
+        # A rejected file is not grouped, whatever its hash.
+        hashed("cat/corrupt.jpg", "cat", "00000000000000ff", status="corrupt"),
+        # Three labels' worth of one photo: a conflict, each naming the others.
+        hashed("dog/b.jpg", "dog", "f0f0f0f0f0f0f0f0"),
+        hashed("dog/a.jpg", "dog", "f0f0f0f0f0f0f0f1"),
+        hashed("cat/c.jpg", "cat", "f0f0f0f0f0f0f0f3"),
+    ]
+    groups = near_duplicates.mark(rows, max_distance=2)
+    # Sorted by the kept file; each group largest first (then most bytes, then name).
+    assert [[row["file"] for row in group] for group in groups] == [
+        ["cat/c.jpg", "dog/a.jpg", "dog/b.jpg"],
+        ["cat/square.jpg", "cat/wide.jpg"],
+    ]
+    wide, square, other, corrupt = rows[:4]
+    assert (square["status"], square["group"], square["distance"]) == ("ok", "cat/square.jpg", 0)
+    assert (wide["status"], wide["group"], wide["distance"]) == (
+        "near_duplicate",
+        "cat/square.jpg",
+        1,
+    )
+    assert wide["detail"] == "the same photo as cat/square.jpg (1 bits apart)"
+    assert other["status"] == "ok" and "group" not in other
+    assert corrupt["status"] == "corrupt" and "group" not in corrupt
+    b, a, c = rows[4:]
+    assert {row["status"] for row in (a, b, c)} == {"label_conflict"}
+    assert a["detail"] == "near-duplicates labelled cat and dog: cat/c.jpg, dog/b.jpg"
+    assert (b["distance"], a["distance"]) == (2, 1)
+
+
+def test_the_hamming_distance_counts_differing_bits():
+    assert near_duplicates.hamming("00ff", "0f0f") == 8
+    assert near_duplicates.hamming("ffffffffffffffff", "0000000000000000") == 64
+    assert near_duplicates.hamming("1234", "1234") == 0
+
+
+def test_pair_distances_are_bit_counts():
+    first, second, distance = near_duplicates.close_pairs([0b1011, 0b0001, 0b0000], 3)
+    assert (first.tolist(), second.tolist(), distance.tolist()) == ([0, 0, 1], [1, 2, 2], [2, 3, 1])
+    assert distance.dtype.kind == "i"
+    assert near_duplicates.close_pairs([], 6)[2].dtype.kind == "i"
+
+
+def test_the_examples_shown_are_the_farthest_pairs(tmp_path):
+    images = {}
+    for name, mode in (("a.jpg", "RGB"), ("b.jpg", "CMYK"), ("c.jpg", "L"), ("d.jpg", "RGB")):
+        buffer = io.BytesIO()
+        Image.new(mode, (40, 30)).save(buffer, "JPEG")
+        images[name] = buffer.getvalue()
+
+    def row(file, distance, status="near_duplicate"):
+        return {**hashed(file, "cat", "0"), "status": status, "distance": distance}
+
+    groups = [
+        [row("c.jpg", 0, "ok"), row("a.jpg", 2)],
+        [row("d.jpg", 0, "ok"), row("b.jpg", 5), row("a.jpg", 1)],
+        [row("b.jpg", 0, "ok"), row("c.jpg", 2)],
+    ]
+    summary = near_duplicates.summary(groups, True, 6, images.__getitem__)
+    assert [[image["file"] for image in example["images"]] for example in summary["examples"]] == [
+        ["d.jpg", "b.jpg"],
+        ["b.jpg", "c.jpg"],
+        ["c.jpg", "a.jpg"],
+    ]
+    assert [example["distance"] for example in summary["examples"]] == [5, 2, 2]
+    assert (summary["n_groups"], summary["n_images"], summary["n_near_duplicate"]) == (3, 7, 4)
+    # Every thumbnail is a PNG, whatever the mode of the file (CMYK and greyscale here).
+    for example in summary["examples"]:
+        for image in example["images"]:
+            data = base64.b64decode(image["thumbnail"].removeprefix("data:image/png;base64,"))
+            assert Image.open(io.BytesIO(data)).format == "PNG"
 
 
 def test_components_follow_chains():

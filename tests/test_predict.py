@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import pytest
 import yaml
@@ -127,6 +128,12 @@ def test_a_features_model_classifies_through_its_conv_base(tmp_path, mixed_folde
     )
     rows = predict.predict(model_path_of(model, tmp_path), [mixed_folder])
     assert sum(1 for row in rows if row["predicted"]) == 4
+    # Its heatmaps come from the base + head composition: the base's last conv layer.
+    rows = predict.predict(
+        model_path_of(model, tmp_path), [mixed_folder], heatmaps_dir=tmp_path / "maps"
+    )
+    assert sum(1 for row in rows if row["heatmap"]) == 4
+    assert len(list((tmp_path / "maps").glob("*.npy"))) == 4
 
 
 def model_path_of(model, tmp_path):
@@ -207,3 +214,78 @@ def test_a_decompression_bomb_leaves_memory_flat(model_path, tmp_path):
     assert "too_many_pixels" in rows
     _, fine_mb = peak_rss_mb(fine)
     assert bomb_mb - fine_mb < 100, f"{bomb_mb} MB on the bomb, {fine_mb} MB on a small image"
+
+
+def test_heatmaps_are_written_for_every_classified_image_and_none_for_rejected_files(
+    model_path, mixed_folder, tmp_path
+):
+    import numpy as np
+    from PIL import Image
+
+    # The same name in two folders: both keep their maps.
+    twin = mixed_folder / "twin"
+    twin.mkdir()
+    shutil.copy(mixed_folder / "cat-0.jpg", twin / "cat-0.jpg")
+    out, maps = tmp_path / "preds.csv", tmp_path / "maps"
+    status = predict.main(
+        ["--model", str(model_path), "--out", str(out), "--heatmaps", str(maps), str(mixed_folder)]
+    )
+    assert status == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    classified = [row for row in rows if not row["error"]]
+    assert len(classified) == 5 and len(rows) == 7
+    assert all(row["heatmap"] == "" for row in rows if row["error"])
+    written = sorted(p.name for p in maps.iterdir())
+    assert written == sorted(
+        f"{stem}.{ext}"
+        for stem in ("cat-0", "cat-0-2", "cat-1", "dog-0", "dog-1")
+        for ext in ("png", "npy")
+    )
+    for row in classified:
+        png = Path(row["heatmap"])
+        assert png.parent == maps and png.is_file()
+        heatmap = np.load(png.with_suffix(".npy"))
+        assert heatmap.dtype == np.float32 and heatmap.shape == (48, 48)
+        assert heatmap.min() >= 0.0 and heatmap.max() <= 1.0
+        with Image.open(png) as image:
+            assert image.size == (48, 48) and image.mode == "RGB"
+    # Without the option, no column and no files.
+    assert (
+        "heatmap"
+        not in read_rows(subprocess_free_run(model_path, mixed_folder, tmp_path / "plain.csv"))[
+            "cat-1.jpg"
+        ]
+    )
+
+
+def subprocess_free_run(model_path, folder, out):
+    assert predict.main(["--model", str(model_path), "--out", str(out), str(folder)]) == 0
+    return out.read_text()
+
+
+def test_heatmaps_need_a_keras_model(tmp_path, mixed_folder, capsys):
+    exported = tmp_path / "model.onnx"
+    exported.write_bytes(b"onnx")
+    status = predict.main(
+        ["--model", str(exported), "--heatmaps", str(tmp_path / "maps"), str(mixed_folder)]
+    )
+    assert status == 2
+    assert "--heatmaps needs a .keras model" in capsys.readouterr().err
+    assert not (tmp_path / "maps").exists()
+
+
+@pytest.mark.slow
+def test_heatmaps_of_saved_frozen_and_finetuned_models(demo_run, tmp_path):
+    """The demo's own .keras files: nested VGG16 bases, loaded from disk."""
+    import numpy as np
+
+    test = demo_run / "results" / "data" / "test"
+    # Two images of each class: one batch.
+    folders = sorted(path for path in test.iterdir() if path.is_dir())
+    images = [path for folder in folders for path in sorted(folder.iterdir())[:2]]
+    for experiment in ("frozen", "finetuned"):
+        model = demo_run / "results" / "models" / experiment / "1337.keras"
+        rows = predict.predict(model, images, heatmaps_dir=tmp_path / experiment)
+        assert len(rows) == 4 and all(row["heatmap"] for row in rows)
+        maps = [np.load(Path(row["heatmap"]).with_suffix(".npy")) for row in rows]
+        assert all(m.shape == (64, 64) and np.isfinite(m).all() for m in maps)

@@ -1,5 +1,6 @@
 """Dry runs (-n) of the demo workflow through each profile: which jobs ask for a GPU, where they
-would be submitted, and which profile Snakemake actually read."""
+would be submitted, and which profile Snakemake actually read. The Kubernetes profile needs an S3
+server for its dry run: tests/test_s3.py."""
 
 import os
 import re
@@ -33,13 +34,11 @@ SLURM_COMMANDS = {
     "sstat",
     "strigger",
 }
-# Profile keys that need snakemake-executor-plugin-kubernetes or snakemake-storage-plugin-s3
-# (neither is installed) or a reachable bucket.
-KUBERNETES_ONLY = ("executor", "container-image", "kubernetes-", "default-storage-", "storage-s3-")
 
 
-def dry_run(workdir, *profile_args, path=None):
-    """Snakemake's dry-run output for the demo's report, run from a scratch directory."""
+def dry_run(workdir, *profile_args, path=None, configfiles=()):
+    """Snakemake's dry-run output for the demo's report, run from a scratch directory;
+    `configfiles` go on top of the demo's config."""
     command = [
         str(BIN / "snakemake"),
         "--snakefile",
@@ -51,6 +50,7 @@ def dry_run(workdir, *profile_args, path=None):
         *profile_args,
         "--configfile",
         str(REPO / "config" / "demo.yaml"),
+        *map(str, configfiles),
     ]
     env = {**os.environ, "PATH": path or f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     result = subprocess.run(
@@ -151,20 +151,24 @@ def test_slurm_profile_asks_for_a_gpu_only_for_extraction_training_and_evaluatio
 
 
 @pytest.mark.slow
-def test_kubernetes_profile_resources(tmp_path):
-    """The plugin and a bucket are absent, so only the resource settings are dry-run: every job
-    asking for a GPU names its manufacturer (the plugin refuses a GPU job without one)."""
-    profile = load("kubernetes")
-    assert profile["executor"] == "kubernetes" and profile["container-image"]
-    assert profile["default-storage-provider"] == "s3"
-    portable = {key: value for key, value in profile.items() if not key.startswith(KUBERNETES_ONLY)}
-    (tmp_path / "profile").mkdir()
-    (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(portable))
-    work = tmp_path / "work"
-    work.mkdir()
-    jobs = planned_jobs(dry_run(work, "--workflow-profile", str(tmp_path / "profile")))
-    assert {rule for rule, _, _ in jobs} >= GPU_RULES
-    for rule, _, resources in jobs:
-        has_gpu = resources.get("gpu") == "1"
-        assert has_gpu == (rule in GPU_RULES), (rule, resources)
-        assert (resources.get("gpu_manufacturer") in ("nvidia", "amd")) == has_gpu, resources
+def test_slurm_profile_sends_the_fold_jobs_to_the_gpu_partition_too(tmp_path):
+    """With cross_validation.folds the training and evaluation jobs are train_fold and
+    evaluate_folds: rules of their own, which set-resources must name, or they would run on the
+    CPU partition without a GPU."""
+    folds = tmp_path / "folds.yaml"
+    folds.write_text("cross_validation: {folds: 2}\n")
+    profile = load("slurm")
+    jobs = planned_jobs(
+        dry_run(tmp_path, "--workflow-profile", str(PROFILES / "slurm"), configfiles=[folds])
+    )
+    gpu_jobs = {rule for rule, _, resources in jobs if "gpu" in resources}
+    assert {"train_fold", "evaluate_folds"} <= gpu_jobs
+    assert not gpu_jobs & {"train", "evaluate"}
+    for rule, threads, resources in jobs:
+        if rule in gpu_jobs:
+            expected = profile["set-resources"][rule]
+            assert resources["slurm_partition"] == expected["slurm_partition"], (rule, resources)
+            assert resources["cpus_per_gpu"] == str(expected["cpus_per_gpu"]), (rule, resources)
+            assert threads == profile["set-threads"][rule], (rule, threads)
+    # The Kubernetes profile asks for a GPU for the same rules.
+    assert set(load("kubernetes")["set-resources"]) == set(profile["set-resources"])

@@ -10,6 +10,8 @@ from smallcnn.redact import redact, redact_url
     [
         ("https://host/data/cats.zip", "https://host/data/cats.zip"),
         ("https://user:secret@host/p.zip", "https://***@host/p.zip"),
+        # An unescaped @ in the password: the host is what follows the last one.
+        ("https://user:se@cret@host/p.zip", "https://***@host/p.zip"),
         ("https://host:8443/p.zip?token=secret", "https://host:8443/p.zip?***"),
         (
             "https://user@host/p.zip?X-Amz-Signature=secret#k=secret",
@@ -82,6 +84,7 @@ def test_redact_hides_each_secret_a_log_line_can_carry(line):
 
 def test_redact_keeps_what_names_the_problem():
     assert redact("Authorization: Bearer SECRET") == "Authorization: Bearer ***"
+    assert redact("Proxy-Authorization: SECRET") == "Proxy-Authorization: ***"
     assert redact('{"username": "me", "key": "SECRET"}') == '{"username": "me", "key": "***"}'
     assert redact("KAGGLE_KEY=SECRET now") == "KAGGLE_KEY=*** now"
     assert redact("see http://user:pw@host/a b.zip?t=SECRET.") == (

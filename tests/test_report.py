@@ -7,6 +7,8 @@ import importlib.util
 import io
 import json
 import re
+import shutil
+import subprocess
 import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,11 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, make_class_images, run_snakemake
+from conftest import REPO, make_class_images, needs, run_snakemake
 from PIL import Image
 
+from smallcnn import evaluation, heatmap_examples, heatmaps, provenance, registry
 from smallcnn import experiments as declared_experiments
-from smallcnn import registry
 from smallcnn.errors import UserError
 from smallcnn.report import ReportInputs, ReportSettings, build_report, write_report
 from smallcnn.stats import mcnemar_exact
@@ -37,6 +39,7 @@ SECTIONS = [
     "learning-curves",
     "augmentation",
     "errors",
+    "heatmaps",
     "data",
     "provenance",
 ]
@@ -81,8 +84,18 @@ def write_benchmark(path, seconds, rss_mb):
     )
 
 
-def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)):
+def fabricate_results(
+    root,
+    experiments=ALL,
+    base="vgg16",
+    seed=0,
+    seeds=(SEED,),
+    classes=CLASSES,
+    per_class=PER_CLASS,
+    image_size=(40, 32),
+):
     """Write a complete results/ tree (and benchmarks/) under `root` in the workflow's formats.
+    A wrong prediction takes an image of class k for class k + 1.
 
     Returns {"correct": {name: {file: bool}}, "probability": {name: {file: p}}} of the first seed,
     and "runs": {(name, seed): {file: bool}} and "p_dog": {(name, seed): {file: P(dog)}} of every
@@ -92,9 +105,9 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
     rng = np.random.default_rng(seed)
     data = root / "results" / "data"
     split_rows, manifest_rows = [], []
-    for offset, (split, count) in enumerate(PER_CLASS.items()):
+    for offset, (split, count) in enumerate(per_class.items()):
         paths = make_class_images(
-            data / split, CLASSES, per_class=count, size=(40, 32), seed=offset, ext="png"
+            data / split, classes, per_class=count, size=image_size, seed=offset, ext="png"
         )
         for path in paths:
             label, name = path.parent.name, path.name
@@ -114,8 +127,8 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
                     "file": source,
                     "label": label,
                     "sha256": digest,
-                    "width": 40,
-                    "height": 32,
+                    "width": image_size[0],
+                    "height": image_size[1],
                     "status": "ok",
                     "detail": "",
                 }
@@ -145,7 +158,7 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
         {
             "n_files": len(manifest_rows),
             "n_ok": n_ok,
-            "by_class": {label: n_ok // 2 for label in CLASSES},
+            "by_class": {label: n_ok // len(classes) for label in classes},
             "by_reason": {
                 reason: {"count": len(files), "examples": files[:5]}
                 for reason, files in REJECTED.items()
@@ -199,12 +212,13 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
         right = set(
             rng.choice(test_files, size=round(ACCURACY[name] * len(test_files)), replace=False)
         )
-        rows, matrix = [], np.zeros((2, 2), dtype=int)
+        rows, matrix = [], np.zeros((len(classes), len(classes)), dtype=int)
         for file in test_files:
             label = truth[file]
-            predicted = label if file in right else next(c for c in CLASSES if c != label)
+            k = classes.index(label)
+            predicted = label if file in right else classes[(k + 1) % len(classes)]
             probability = float(rng.uniform(0.5, 1.0))
-            matrix[CLASSES.index(label), CLASSES.index(predicted)] += 1
+            matrix[k, classes.index(predicted)] += 1
             rows.append(
                 {
                     "file": file,
@@ -212,18 +226,31 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
                     "predicted": predicted,
                     "probability": f"{probability:.6f}",
                     "correct": "true" if file in right else "false",
+                    # The rest of the probability shared by the other classes.
                     **{
-                        f"p_{name}": repr(probability if name == predicted else 1 - probability)
-                        for name in CLASSES
+                        f"p_{c}": repr(
+                            probability
+                            if c == predicted
+                            else (1 - probability) / (len(classes) - 1)
+                        )
+                        for c in classes
                     },
                 }
             )
             record["runs"].setdefault((name, run_seed), {})[file] = file in right
-            record["p_dog"].setdefault((name, run_seed), {})[file] = float(rows[-1]["p_dog"])
+            if "p_dog" in rows[-1]:
+                record["p_dog"].setdefault((name, run_seed), {})[file] = float(rows[-1]["p_dog"])
             if first:
                 record["correct"].setdefault(name, {})[file] = file in right
                 record["probability"].setdefault(name, {})[file] = round(probability, 6)
-        write_csv(results / "predictions" / f"{run}.csv", rows, PREDICTION_COLUMNS)
+        write_csv(
+            results / "predictions" / f"{run}.csv",
+            rows,
+            [*PREDICTION_COLUMNS[:5], *(f"p_{c}" for c in classes)],
+        )
+        write_errors(results / "errors" / f"{run}.csv", rows, data / "test")
+        if first:
+            write_heatmaps(results / "heatmaps" / run, rows, data / "test", rng)
         epochs = 6
         lr = [1e-3] * 4 + [5e-4] * 2
         write_csv(
@@ -254,7 +281,7 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
                 "stopped_early": name != "scratch",
                 "train_seconds": 93.5,
                 "monitor": "val_loss",
-                "class_names": list(CLASSES),
+                "class_names": list(classes),
                 "lr_changes": [
                     {"epoch": 1, "learning_rate": 1e-3},
                     {"epoch": 5, "learning_rate": 5e-4},
@@ -278,7 +305,7 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
                 "balanced_accuracy": 0.8,
                 "macro_f1": 0.7,
                 "confusion_matrix": matrix.tolist(),
-                "class_names": list(CLASSES),
+                "class_names": list(classes),
                 "n_test": len(test_files),
                 "accuracy_ci95": [accuracy - 0.2, min(1.0, accuracy + 0.1)],
                 "epochs_run": epochs,
@@ -294,13 +321,83 @@ def fabricate_results(root, experiments=ALL, base="vgg16", seed=0, seeds=(SEED,)
     write_benchmark(benchmarks / "prepare.tsv", 3.2, 180.0)
     write_benchmark(benchmarks / "split.tsv", 1.5, 150.0)
     if "features" in experiments:
-        for split in PER_CLASS:
+        for split in per_class:
             write_benchmark(benchmarks / "features" / base / "none" / f"{split}.tsv", 20.0, 1500.0)
     for name in experiments:
         for run_seed in seeds:
             write_benchmark(benchmarks / "train" / name / f"{run_seed}.tsv", 125.0, 2500.0)
             write_benchmark(benchmarks / "evaluate" / name / f"{run_seed}.tsv", 12.0, 900.0)
+        write_benchmark(benchmarks / "heatmaps" / name / f"{seeds[0]}.tsv", 9.0, 700.0)
     return record
+
+
+def write_errors(path, rows, test_dir):
+    """The errors file evaluation.write_errors writes, from the fabricated predictions (two
+    classes: the true class's probability is the other one's complement when wrong)."""
+    ranked = []
+    for row in rows:
+        probability = float(row["probability"])
+        p_true = probability if row["correct"] == "true" else 1 - probability
+        ranked.append((-np.log(max(p_true, 1e-7)), row, p_true))
+    ranked.sort(key=lambda item: (-item[0], item[1]["file"]))
+    write_csv(
+        path,
+        [
+            {
+                "rank": rank,
+                "loss": f"{loss:.6f}",
+                "file": row["file"],
+                "path": f"{test_dir}/{row['file']}",
+                "true": row["label"],
+                "predicted": row["predicted"],
+                "probability": row["probability"],
+                "p_true": f"{p_true:.6f}",
+            }
+            for rank, (loss, row, p_true) in enumerate(ranked, start=1)
+        ],
+        list(evaluation.ERROR_COLUMNS),
+    )
+
+
+def write_heatmaps(directory, rows, test_dir, rng):
+    """What the heatmaps job writes: index.json and JPEG thumbnails, from the predictions and
+    the test images, with random maps (the report only embeds them)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    chosen = heatmap_examples.select(
+        [{**row, "true": row["label"]} for row in rows], wrong=6, right_per_class=3
+    )
+    examples = []
+    for number, row in enumerate(chosen, start=1):
+        with Image.open(test_dir / row["file"]) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        names = {"image": f"{number:03d}-image.jpg", "overlay": f"{number:03d}-overlay.jpg"}
+        heatmap = rng.uniform(0, 1, pixels.shape[:2])
+        (directory / names["image"]).write_bytes(heatmap_examples.jpeg(pixels, 112))
+        (directory / names["overlay"]).write_bytes(
+            heatmap_examples.jpeg(heatmaps.overlay(pixels, heatmap), 112)
+        )
+        examples.append(
+            {
+                "group": row["group"],
+                "file": row["file"],
+                "true": row["true"],
+                "predicted": row["predicted"],
+                "probability": row["probability"],
+                # The first wrong one had no positive evidence.
+                "scaled": number != 1,
+                **names,
+            }
+        )
+    write_json(
+        directory / "index.json",
+        {
+            "model": "model.keras",
+            "layer": "conv4",
+            "input_size": [32, 40],
+            "reason": None,
+            "examples": examples,
+        },
+    )
 
 
 def report_inputs(root, experiments, seeds=(SEED,)):
@@ -320,6 +417,8 @@ def report_inputs(root, experiments, seeds=(SEED,)):
         train=results / "data" / "train",
         test=results / "data" / "test",
         benchmarks=sorted((root / "benchmarks").rglob("*.tsv")),
+        errors=[results / "errors" / f"{run}.csv" for run in runs],
+        heatmaps=[results / "heatmaps" / f"{n}/{seeds[0]}" for n in experiments],
     )
 
 
@@ -419,14 +518,26 @@ def test_every_section_is_present_in_order(full_report):
     assert full_report["page"].sections == SECTIONS
 
 
+def heatmap_pairs(record, name, classes=CLASSES):
+    """Image pairs of `name` in "Where the model looks": up to 6 wrong, 3 right per class."""
+    correct = record["correct"][name]
+    wrong = sum(not right for right in correct.values())
+    right = [sum(ok for file, ok in correct.items() if file.startswith(f"{c}/")) for c in classes]
+    return min(6, wrong) + sum(min(3, n) for n in right)
+
+
 def test_every_image_has_alt_text_and_is_embedded(full_report):
     images = full_report["page"].images
-    # Accuracy chart, five learning curves, the three test images finetuned got wrong, and the
-    # two images of a near-duplicate pair.
-    assert len(images) == 1 + 5 + 3 + 2
+    record = full_report["record"]
+    # Accuracy chart, five learning curves, the three test images finetuned got wrong (in the
+    # gallery and in its confusion cells), image and heatmap pairs of the four experiments that
+    # train on images (features is not the first-ranked), and the two images of a
+    # near-duplicate pair.
+    pairs = sum(heatmap_pairs(record, name) for name in ALL if name != "features")
+    assert len(images) == 1 + 5 + 3 + 3 + 2 * pairs + 2
     for image in images:
         assert image.get("alt", "").strip(), image
-        assert image["src"].startswith("data:image/png;base64,"), image["src"][:40]
+        assert image["src"].startswith(("data:image/png;base64,", "data:image/jpeg;base64,"))
 
 
 def test_the_report_is_self_contained_and_needs_no_javascript(full_report):
@@ -484,7 +595,9 @@ def test_mcnemar_table_compares_consecutive_experiments_and_scratch_with_the_bes
         assert (row[3], row[4]) == (str(only_a), str(only_b))
         p_value = mcnemar_exact(only_a, only_b)
         assert row[5] == ("< 0.0001" if p_value < 1e-4 else f"{p_value:.4f}")
-        assert ("is better" in row[6]) == (p_value < 0.05)
+        # One seed: McNemar decides, for the model right on more of the discordant images.
+        winner = b if only_b > only_a else a
+        assert row[6] == (f"{winner} is better" if p_value < 0.05 else "no significant difference")
 
 
 def test_confusion_matrices_and_most_confidently_wrong_images(full_report):
@@ -501,6 +614,69 @@ def test_confusion_matrices_and_most_confidently_wrong_images(full_report):
     expected = sorted(wrong, key=lambda f: (-wrong[f], f))[:6]
     thumbnails = [image for image in page.images if image["alt"].startswith("Test image")]
     assert [re.match(r"Test image (\S+):", i["alt"]).group(1) for i in thumbnails] == expected
+
+
+def test_confusion_cells_open_to_their_images_and_confused_pairs_are_listed(full_report):
+    page, record, html = full_report["page"], full_report["record"], full_report["html"]
+    correct, probability = record["correct"]["finetuned"], record["probability"]["finetuned"]
+    # Two classes: every wrong cat is taken for a dog and every wrong dog for a cat.
+    wrong = {c: [f for f, ok in correct.items() if not ok and f.startswith(c)] for c in CLASSES}
+    assert page.tables["confused-pairs"] == [
+        ["cat", "dog", str(len(wrong["cat"])), str(len(wrong["dog"])),
+         str(sum(map(len, wrong.values()))), f"{100 * sum(map(len, wrong.values())) / 20:.1f}%"]
+    ]  # fmt: skip
+    cells = re.findall(r'<details class="cell">\s*<summary>(\w+) taken for (\w+): (\d+)', html)
+    expected = sorted(
+        ((c, other, len(files)) for c, other in (CLASSES, CLASSES[::-1]) for files in [wrong[c]]),
+        key=lambda cell: -cell[2],
+    )
+    assert [(a, b, int(n)) for a, b, n in cells] == [cell for cell in expected if cell[2]]
+    for true, predicted, files in ((c, o, wrong[c]) for c, o in (CLASSES, CLASSES[::-1])):
+        shown = [
+            re.match(r".*: test image (\S+),", image["alt"]).group(1)
+            for image in page.images
+            if image["alt"].startswith(f"{true} taken for {predicted}:")
+        ]
+        # The worst loss first: the most confident of the wrong ones.
+        assert shown == sorted(files, key=lambda f: (-probability[f], f))
+    assert "results/errors/finetuned/1337.csv" in html
+
+
+def test_where_the_model_looks_shows_the_first_ranked_and_every_image_experiment(full_report):
+    page, record, html = full_report["page"], full_report["record"], full_report["html"]
+    # Rank order; features (trained on features, not first-ranked) is left out.
+    shown = re.findall(r'<div class="heatmaps" id="heatmaps-([^"]+)">', html)
+    assert shown == ["finetuned", "frozen", "augmented", "scratch"]
+    for name in shown:
+        inputs = [i for i in page.images if i["alt"].startswith(f"Input of {name}, ")]
+        overlays = [i for i in page.images if i["alt"].startswith(f"Heatmap of {name} over ")]
+        assert len(inputs) == len(overlays) == heatmap_pairs(record, name)
+        assert all(i["src"].startswith("data:image/jpeg;base64,") for i in inputs + overlays)
+        # The wrong ones first, most confident first.
+        correct, probability = record["correct"][name], record["probability"][name]
+        wrong = sorted((f for f, ok in correct.items() if not ok), key=lambda f: -probability[f])
+        files = [re.match(rf"Input of {name}, (\S+):", i["alt"]).group(1) for i in inputs]
+        assert files[: min(6, len(wrong))] == wrong[:6]
+    # The fabricated first wrong map of each experiment had no positive evidence.
+    assert html.count("<em>no positive evidence</em>") == 4
+    assert html.count("Layer <code>conv4</code>") == 4
+
+
+def test_a_first_ranked_features_experiment_is_shown_and_missing_heatmaps_are_said(tmp_path):
+    subset = ["scratch", "features"]
+    fabricate_results(tmp_path, subset)
+    inputs = report_inputs(tmp_path, subset)
+    out = tmp_path / "report.html"
+    write_report(inputs, report_settings(subset), out)
+    html = out.read_text()
+    # features (75%) ranks before scratch (55%).
+    assert re.findall(r'id="heatmaps-([^"]+)"', html) == ["features", "scratch"]
+    inputs.heatmaps = inputs.heatmaps[:1]
+    inputs.errors = []
+    write_report(inputs, report_settings(subset), out)
+    html = out.read_text()
+    assert "No heatmaps of this experiment were given to the report." in html
+    assert "No errors file was given to the report." in html
 
 
 def test_data_tables_count_images_per_split_and_rejections_per_reason(full_report):
@@ -530,6 +706,7 @@ def test_provenance_lists_jobs_weights_versions_and_git_commit(full_report):
         *(f"features/vgg16/none/{s}" for s in PER_CLASS),
         *(f"train/{n}/{SEED}" for n in ALL),
         *(f"evaluate/{n}/{SEED}" for n in ALL),
+        *(f"heatmaps/{n}/{SEED}" for n in ALL),
     }
     train = next(row for row in page.tables["benchmark-table"] if row[0] == f"train/frozen/{SEED}")
     assert train[1:] == ["2 min 05 s", "3 min 20 s", "2500 MB"]
@@ -538,7 +715,13 @@ def test_provenance_lists_jobs_weights_versions_and_git_commit(full_report):
     assert training["scratch"][6] == "not used"
     versions = dict(page.tables["version-table"])
     assert versions["tensorflow"] and versions["snakemake"]
-    assert re.search(r"git commit <code>[0-9a-f]{40}</code>", html)
+    # This checkout may be a git clone or a tree from `git archive`: both are named (see
+    # test_provenance_names_the_code_by_commit_in_a_checkout_and_by_sha256_without_git).
+    if provenance.git_state(REPO):
+        assert re.search(r"git commit <code>[0-9a-f]{40}</code>", html)
+    else:
+        assert "not a git checkout" in html
+    assert re.search(r"source sha256 <code>[0-9a-f]{64}</code>", html)
     assert "seeds:\n- 1337" in html
     settings = {row[0]: row for row in page.tables["settings-table"]}
     assert settings["scratch"][1:4] == ["scratch", "30", "20"]
@@ -606,6 +789,97 @@ def test_several_seeds_give_mean_sd_dots_and_seed_paired_comparisons(tmp_path):
     curves = [image for image in page.images if image["alt"].startswith("Learning curves")]
     assert len(curves) == 2 and "seeds 1, 2, 3" in curves[0]["alt"]
     assert len(page.tables["training-table"]) == 6
+
+
+def copy_source(destination):
+    """The workflow's source as `git archive` or a release tarball gives it: no .git."""
+    for name in provenance.SOURCE:
+        name = name.rstrip("/")
+        if (REPO / name).is_dir():
+            shutil.copytree(
+                REPO / name, destination / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            destination.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, destination / name)
+    return destination
+
+
+def git(repo, *args):
+    identity = ["-c", "user.name=smallcnn tests", "-c", "user.email=tests@smallcnn.invalid"]
+    return subprocess.run(
+        ["git", *identity, "-c", "commit.gpgsign=false", "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def code_provenance(root, repo):
+    """The report's "Code" line for the workflow at `repo`."""
+    out = root / "report.html"
+    write_report(report_inputs(root, ["scratch"]), report_settings(["scratch"], repo=repo), out)
+    html = out.read_text(encoding="utf-8")
+    line = re.search(r"<dt>Code \(at report time\)</dt><dd>(.*?)</dd>", html, re.S).group(1)
+    return " ".join(line.split())
+
+
+def source_sha256(line):
+    return re.search(r"source sha256 <code>([0-9a-f]{64})</code> over its (\d+) files", line)
+
+
+@needs(None if shutil.which("git") else "git is not installed")
+def test_provenance_names_the_code_by_commit_in_a_checkout_and_by_sha256_without_git(tmp_path):
+    fabricate_results(tmp_path, ["scratch"])
+    source = copy_source(tmp_path / "archive" / "smallcnn-0.1.0")
+
+    without_git = code_provenance(tmp_path, source)
+    assert without_git.startswith("not a git checkout")
+    assert "git commit" not in without_git
+    found = source_sha256(without_git)
+    assert found, without_git
+    digest, files = found.group(1), int(found.group(2))
+    expected_files = sum(
+        1
+        for name in provenance.SOURCE
+        for path in ([REPO / name] if not name.endswith("/") else (REPO / name).rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    )
+    assert files == expected_files > 40
+    for part in ("Snakefile", "config.yaml", "rules/", "schemas/", "scripts/", "smallcnn/"):
+        assert f"<code>{part}</code>" in without_git
+
+    # The same files elsewhere give the same sum; Python's caches and results do not count.
+    elsewhere = copy_source(tmp_path / "elsewhere")
+    (elsewhere / "smallcnn" / "__pycache__").mkdir(exist_ok=True)
+    (elsewhere / "smallcnn" / "__pycache__" / "stats.cpython-311.pyc").write_bytes(b"cache")
+    (elsewhere / "results").mkdir()
+    (elsewhere / "results" / "report.html").write_text("a result")
+    assert provenance.source_state(elsewhere)["sha256"] == digest
+    # Any change to the code changes it: an edit, a rename.
+    stats = elsewhere / "smallcnn" / "stats.py"
+    stats.write_text(stats.read_text() + "\n")
+    edited = provenance.source_state(elsewhere)["sha256"]
+    stats.rename(elsewhere / "smallcnn" / "statistics.py")
+    renamed = provenance.source_state(elsewhere)["sha256"]
+    assert len({digest, edited, renamed}) == 3
+
+    # Unpacked inside another repository that does not track it: still not a git checkout (that
+    # repository's commit would name other code).
+    git(tmp_path / "archive", "init", "-q")
+    (tmp_path / "archive" / "notes.txt").write_text("notes")
+    git(tmp_path / "archive", "add", "notes.txt")
+    git(tmp_path / "archive", "commit", "-q", "-m", "notes")
+    assert provenance.git_state(source) is None
+
+    # A git checkout of the same files: its commit, and the same source sum.
+    git(source, "init", "-q")
+    git(source, "add", ".")
+    git(source, "commit", "-q", "-m", "the workflow")
+    commit = git(source, "rev-parse", "HEAD")
+    checkout = code_provenance(tmp_path, source)
+    assert checkout.startswith(f"git commit <code>{commit}</code> (clean tree)")
+    assert source_sha256(checkout).group(1) == digest
 
 
 def test_two_seeds_with_equal_differences_are_decided_by_mcnemar_and_the_report_says_why(tmp_path):
@@ -731,7 +1005,8 @@ def test_the_rule_renders_the_report_and_snakemake_report_collects_its_figures(t
     fabricate_results(tmp_path, subset)
     # A signed address with credentials: the report shows the run's data settings, never these.
     url = "https://user:hunter2@example.org/photos.zip?token=s3cr3t"
-    config = {"experiments": subset, "data": {"url": url}}
+    # No exports: the fabricated tree has none, and only the report may run.
+    config = {"experiments": subset, "data": {"url": url}, "export": {"experiments": []}}
     demo = [REPO / "config" / "demo.yaml"]
     # Only the report rule may run: everything upstream is the fabricated tree.
     only_report = ["--allowed-rules", "summarize", "report"]
@@ -835,3 +1110,154 @@ def test_the_books_figures_appear_only_for_cats_and_dogs_with_the_books_settings
     # The last cell is the training time, as the header's last column.
     assert [row[-1] for row in rows] == ["1 min 34 s", "1 min 34 s"]
     assert "Book" not in html and "book's figures" not in html and "diamond" not in html
+
+
+def test_learning_curves_draw_each_epochs_learning_rate_and_name_the_schedule(tmp_path):
+    from smallcnn.report import charts
+    from smallcnn.report.loading import load_runs
+
+    fabricate_results(tmp_path, ["scratch"])
+    inputs = report_inputs(tmp_path, ["scratch"])
+    [run] = load_runs(inputs, ["scratch"], [SEED])["scratch"]
+    figure = charts.learning_curves([run], "scratch")
+    accuracy, loss, rates = figure.axes
+    assert rates.get_yscale() == "log" and rates.get_ylabel() == "learning rate"
+    [line] = rates.get_lines()
+    assert list(line.get_ydata()) == run.history["learning_rate"].tolist()
+    assert list(line.get_xdata()) == [1, 2, 3, 4, 5, 6]
+
+    settings = report_settings(["scratch"])
+    callbacks = settings.experiments[0]["settings"]["callbacks"]
+    callbacks["lr_schedule"] = {"kind": "cosine", "warmup_epochs": 2, "min_learning_rate": 0.0}
+    out = tmp_path / "report.html"
+    write_report(inputs, settings, out)
+    text = " ".join(out.read_text().split())
+    assert "then its cosine schedule after a warm-up of 2 epochs (the dotted line)." in text
+
+
+@pytest.mark.slow
+def test_a_forty_class_report_keeps_its_size_reasonable(tmp_path):
+    """Five experiments on 40 classes of 64 px images, 10 test images per class: the confusion
+    cells and the heatmaps of 3 right images per class are the bulk of it."""
+    classes = tuple(f"breed{k:02d}" for k in range(40))
+    record = fabricate_results(
+        tmp_path,
+        classes=classes,
+        per_class={"train": 2, "validation": 1, "test": 10},
+        image_size=(64, 64),
+    )
+    out = tmp_path / "results" / "report.html"
+    write_report(report_inputs(tmp_path, ALL), report_settings(ALL), out)
+    html = out.read_text()
+    size = out.stat().st_size
+    print(f"\n40-class fabricated report: {size / 1e6:.2f} MB")
+    page = Page(html)
+    # Ten cells of finetuned, each of its images (at most 12), and ten confused pairs.
+    assert html.count('<details class="cell">') == 10
+    assert len(page.tables["confused-pairs"]) == 10
+    # Each experiment trained on images shows 3 right images of each of the 40 classes.
+    overlays = [i for i in page.images if i["alt"].startswith("Heatmap of finetuned over ")]
+    assert len(overlays) == heatmap_pairs(record, "finetuned", classes) > 100
+    assert size < 8_000_000
+
+
+# The end-to-end verdict test: five experiments, three seeds, 20 test images (10 per class, in
+# sorted order). Each run is right on its first n images (P(true class) 0.8) and wrong on the
+# rest (0.2), so each experiment's seed-averaged prediction is right where at least two of its
+# three seeds are.
+RIGHT_ON = {
+    "scratch": (4, 4, 4),  # 20% on every seed
+    "augmented": (8, 9, 10),  # 40, 45, 50%
+    "features": (9, 8, 11),  # 45, 40, 55%
+    "frozen": (16, 15, 18),  # 80, 75, 90%: features + 35 points on every seed
+    "finetuned": (17, 16, 19),  # 85, 80, 95%: frozen + 5 points on every seed
+}
+VERDICT_SEEDS = (1, 2, 3)
+
+
+def fabricate_known_runs(root):
+    """The results tree of RIGHT_ON: predictions, and metrics whose accuracy matches them."""
+    fabricate_results(root, ALL, seeds=VERDICT_SEEDS)
+    results = root / "results"
+    for name, counts in RIGHT_ON.items():
+        for seed, right in zip(VERDICT_SEEDS, counts, strict=True):
+            path = results / "predictions" / name / f"{seed}.csv"
+            predictions = pd.read_csv(path).sort_values("file", ignore_index=True)
+            p_true = np.where(np.arange(len(predictions)) < right, 0.8, 0.2)
+            is_dog = predictions["label"] == "dog"
+            predictions["p_dog"] = np.where(is_dog, p_true, 1 - p_true)
+            predictions["p_cat"] = 1 - predictions["p_dog"]
+            predictions["predicted"] = np.where(predictions["p_dog"] > 0.5, "dog", "cat")
+            predictions["correct"] = predictions["predicted"] == predictions["label"]
+            predictions["probability"] = predictions[["p_cat", "p_dog"]].max(axis=1)
+            predictions.to_csv(path, index=False)
+            assert predictions["correct"].sum() == right
+            path = results / "metrics" / name / f"{seed}.json"
+            metrics = json.loads(path.read_text())
+            accuracy = right / len(predictions)
+            path.write_text(json.dumps({**metrics, "test_accuracy": accuracy}))
+
+
+def test_the_report_says_who_wins_by_how_much_and_which_test_decided_each_verdict(tmp_path):
+    """What the report concludes, checked in the rendered HTML against answers worked out by hand:
+    the winner and its margin, and for each comparison the deciding test, its figures, whether
+    the difference is real and whom it favours. Every rule is exercised: the seed-paired
+    interval (three seeds whose differences vary) finding a real difference and finding none,
+    and McNemar (the same difference on every seed) finding one and finding none."""
+    fabricate_known_runs(tmp_path)
+    out = tmp_path / "report.html"
+    settings = report_settings(ALL, seeds=VERDICT_SEEDS)
+    write_report(report_inputs(tmp_path, ALL, VERDICT_SEEDS), settings, out)
+    html = " ".join(out.read_text(encoding="utf-8").split())
+    page = Page(html)
+
+    # finetuned wins: 86.7% mean, 5 points above frozen's 81.7% on every seed. McNemar decides
+    # (the same difference on all three seeds): averaged over the seeds, finetuned is right on
+    # images 0-16 and frozen on 0-15, one discordant image, p = 1.
+    assert "Best on this test set: <strong>finetuned</strong>" in html
+    assert "86.7% &plusmn; 7.6% mean test accuracy over 3 seeds" in html
+    assert (
+        "That is 5.0 percentage points above the runner-up, frozen: <strong>not a significant "
+        "difference</strong> on this test set (McNemar p = 1.0000 on each experiment's predictions "
+        "averaged over its 3 seeds). McNemar's exact test decides because the difference is the "
+        "same on all 3 seeds"
+    ) in html
+    summary = {row[0].split()[0]: row for row in page.tables["summary-table"]}
+    assert [summary[name][2] for name in ALL] == [
+        "20.0% ± 0.0%",
+        "45.0% ± 5.0%",
+        "46.7% ± 7.6%",
+        "81.7% ± 7.6%",
+        "86.7% ± 7.6%",
+    ]
+
+    # B - A over the seeds and its 95% t-interval, t(0.975, 2) = 4.3027: mean +- 4.3027 sd / sqrt 3.
+    def interval(differences):
+        mean = np.mean(differences)
+        half = 4.302653 * np.std(differences, ddof=1) / np.sqrt(3)
+        return f"{mean:+.1f} ({mean - half:+.1f} to {mean + half:+.1f})"
+
+    vary = "t-interval: 3 seeds give differences that vary"
+    same = "McNemar: the difference is the same on all 3 seeds"
+    rows = {row[0]: row for row in page.tables["mcnemar-table"]}
+    expected = {
+        # Paired-t, real: augmented 20, 25 and 30 points ahead.
+        "scratch vs augmented": (interval([20, 25, 30]), "augmented is better", vary),
+        # Paired-t, not real: features 5 ahead, 5 behind, 5 ahead.
+        "augmented vs features": (interval([5, -5, 5]), "no significant difference", vary),
+        # McNemar, real: 35 points on every seed; averaged, frozen is right on 7 images features
+        # gets wrong (9-15) and features on none that frozen misses: p = 2 / 2^7.
+        "features vs frozen": ("+35.0 (+35.0 to +35.0)", "frozen is better", same),
+        # McNemar, not real: one discordant image.
+        "frozen vs finetuned": ("+5.0 (+5.0 to +5.0)", "no significant difference", same),
+        # The first against the best: paired-t, 65, 60 and 75 points.
+        "scratch vs finetuned": (interval([65, 60, 75]), "finetuned is better", vary),
+    }
+    assert list(rows) == list(expected)
+    for pair, (difference, verdict, decided) in expected.items():
+        assert rows[pair][3] == difference, pair
+        assert rows[pair][7] == verdict, pair
+        assert rows[pair][8].startswith(decided), pair
+    assert rows["features vs frozen"][4:7] == ["0", "7", "0.0156"]
+    assert rows["frozen vs finetuned"][4:7] == ["0", "1", "1.0000"]
+    assert rows["scratch vs augmented"][2] == "20.0% / 45.0%"

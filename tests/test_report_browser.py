@@ -5,6 +5,7 @@ test needs no websocket client, no driver and no browser download: only Debian's
 """
 
 import base64
+import csv
 import json
 import os
 import select
@@ -16,7 +17,14 @@ from pathlib import Path
 
 import pytest
 from conftest import needs
-from test_report import ALL, SECTIONS, fabricate_results, report_inputs, report_settings
+from test_report import (
+    ALL,
+    SECTIONS,
+    fabricate_results,
+    heatmap_pairs,
+    report_inputs,
+    report_settings,
+)
 
 from smallcnn.report import write_report
 
@@ -194,12 +202,12 @@ def open_in_browser(html_path, screenshot_path, width=1280):
     return {**seen, "errors": errors, "requests": requests}
 
 
-def assert_report_reads_well(html_path):
+def assert_report_reads_well(html_path, sections=SECTIONS):
     """The checks of issue 4 on a report file; leaves report.screenshot.png beside it."""
     html_path = Path(html_path)
     screenshot = html_path.with_name(html_path.stem + ".screenshot.png")
     seen = open_in_browser(html_path, screenshot)
-    assert seen["sections"] == SECTIONS
+    assert seen["sections"] == sections
     broken = [
         image["alt"][:80] for image in seen["images"] if not image["complete"] or not image["width"]
     ]
@@ -217,16 +225,38 @@ def assert_report_reads_well(html_path):
 
 
 def test_fabricated_report_in_chromium(tmp_path):
-    fabricate_results(tmp_path)
+    record = fabricate_results(tmp_path)
     out = tmp_path / "results" / "report.html"
     write_report(report_inputs(tmp_path, ALL), report_settings(ALL), out)
     seen = assert_report_reads_well(out)
-    assert len(seen["images"]) == 1 + 5 + 3 + 2  # and the two images of a near-duplicate pair
-    # Summary, McNemar, five confusion matrices, splits, near-duplicate pairs, rejections,
-    # settings, training, jobs, versions.
-    assert seen["tables"] == 14
+    # Accuracy, curves, the best's wrong images in the gallery and in its confusion cells, image
+    # and heatmap pairs of the four experiments trained on images, a near-duplicate pair.
+    pairs = sum(heatmap_pairs(record, name) for name in ALL if name != "features")
+    assert len(seen["images"]) == 1 + 5 + 3 + 3 + 2 * pairs + 2
+    # Summary, McNemar, five confusion matrices, most confused pairs, splits, near-duplicate
+    # pairs, rejections, settings, training, jobs, versions.
+    assert seen["tables"] == 15
 
 
 @pytest.mark.slow
 def test_demo_report_in_chromium(demo_run):
-    assert_report_reads_well(demo_run / "results" / "report.html")
+    # The demo exports its scratch model (config/demo.yaml): the Exports section comes after
+    # Where the model looks and before Data.
+    sections = [*SECTIONS[:6], "exports", *SECTIONS[6:]]
+    seen = assert_report_reads_well(demo_run / "results" / "report.html", sections)
+    alts = [image["alt"] for image in seen["images"]]
+    # Real Grad-CAM overlays.
+    assert any(alt.startswith("Heatmap of ") for alt in alts)
+    # The first-ranked model's confusion cells open to its images. The demo's convnets usually
+    # classify every test image after their 4 epochs: then there is no cell, and the report says so.
+    with open(demo_run / "results" / "summary.csv", newline="") as stream:
+        accuracy = {
+            row["experiment"]: float(row["test_accuracy_mean"]) for row in csv.DictReader(stream)
+        }
+    html = (demo_run / "results" / "report.html").read_text()
+    if max(accuracy.values()) == 1.0:
+        perfect = [name for name, value in accuracy.items() if value == 1.0]
+        assert any(f"{name} confused no test image." in html for name in perfect)
+        assert '<details class="cell">' not in html
+    else:
+        assert any(" taken for " in alt and ": test image " in alt for alt in alts)

@@ -2,11 +2,11 @@
 data, by how much, whether the difference is real, and what happened during training."""
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from smallcnn import crossval, figures, metrics
-from smallcnn.report import charts, duplicates, facts, sections
+from smallcnn.report import charts, confused, duplicates, exports, facts, looks, sections, tta
 from smallcnn.report import comparisons as comparing
 from smallcnn.report.label_issues import label_issue_section
 from smallcnn.report.loading import load_runs, plain, read_csv
@@ -17,7 +17,16 @@ log = logging.getLogger(__name__)
 
 SPLITS_COLUMNS = ("file", "label", "split", "path")
 PRIMARY_LABELS = {key: label for key, label in metrics.PRIMARY_METRICS.values()}
-LISTS = ("metrics", "predictions", "histories", "summaries", "benchmarks")
+LISTS = (
+    "metrics",
+    "predictions",
+    "histories",
+    "summaries",
+    "benchmarks",
+    "exports",
+    "errors",
+    "heatmaps",
+)
 
 
 @dataclass
@@ -36,6 +45,12 @@ class ReportInputs:
     train: Path
     test: Path
     benchmarks: list
+    # results/export/<experiment>/<seed> folders, each with model.json and parity.json.
+    exports: list = field(default_factory=list)
+    # results/errors/<experiment>/<seed>.csv and results/heatmaps/<experiment>/<seed>/: without
+    # them the report says that it was given none.
+    errors: list = field(default_factory=list)
+    heatmaps: list = field(default_factory=list)
     # results/label_issues.csv, with cross_validation.folds only.
     label_issues: Path | None = None
 
@@ -61,6 +76,9 @@ class ReportSettings:
     augmentation_examples: int
     image_size: tuple
     seed: int
+    # evaluation.tta, and the experiments export.experiments: all left out, with why.
+    tta: int = 0
+    not_exported: dict = field(default_factory=dict)
     # cross_validation.folds: None for the single train / validation split.
     folds: int | None = None
 
@@ -127,7 +145,10 @@ def report_context(inputs, settings, writer):
             row["cv_primary"] = crossval.mean_cv(cv, crossval.cv_key(primary))
     pairs = comparing.comparisons(runs, order)
     several_seeds = len(settings.seeds) > 1
+    tta_effect = tta.tta_section(runs, experiments, settings.tta)
+    exported = exports.exports_section(inputs.exports, settings.not_exported)
     return {
+        "numbers": section_numbers(tta_effect, exported),
         "title": "smallcnn: comparison report",
         "generated": facts.provenance.now(),
         "experiments": rows,
@@ -156,6 +177,10 @@ def report_context(inputs, settings, writer):
         "min_pairs": comparing.MIN_PAIRS,
         "settings": sections.settings_rows(settings.experiments, runs),
         "curves": sections.learning_curve_sections(sections.training_runs(runs), writer),
+        "schedules": {
+            name: (e["settings"].get("callbacks") or {}).get("lr_schedule") or {"kind": "none"}
+            for name, e in experiments.items()
+        },
         "augmentation": sections.augmentation_section(
             inputs, settings, settings.experiments, splits, writer
         ),
@@ -163,6 +188,10 @@ def report_context(inputs, settings, writer):
         "misclassified": sections.misclassified_section(
             runs[best][0], inputs.test, settings.misclassified, writer
         ),
+        "tta": tta_effect,
+        "exports": exported,
+        "confused": confused.errors_section(runs[best][0], inputs.errors, inputs.test),
+        "looks": looks.heatmap_section(inputs.heatmaps, runs, order, experiments),
         "data": facts.data_section(splits, inputs.manifest, inputs.rejections),
         "cross_validation": cross_validation,
         "label_issues": label_issue_section(
@@ -175,6 +204,14 @@ def report_context(inputs, settings, writer):
             inputs, settings, runs, {name: e["kind"] for name, e in experiments.items()}
         ),
     }
+
+
+def section_numbers(tta_effect, exported):
+    """The numbers of the sections after Where the model looks (6): TTA and Exports only when
+    there is something to show."""
+    shown = ["tta"] if tta_effect else []
+    shown += ["exports"] if exported["models"] or exported["not_exported"] else []
+    return {name: number for number, name in enumerate([*shown, "data", "provenance"], start=7)}
 
 
 def verdict(order, pairs, rows):

@@ -116,6 +116,35 @@ def learning_curves(runs, title):
             # Whole epochs only: a two-epoch run must not show epoch 1.5.
             ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0].legend(fontsize=7, loc="best")
+    learning_rates(axes[1], runs, several)
     fig.suptitle(title, fontsize=10, **figures.LITERAL)
     fig.tight_layout()
     return fig
+
+
+def learning_rates(ax, runs, several):
+    """The learning rate of every epoch, as a grey step line on a log scale to the right of the
+    loss panel: where it drops (reduce_lr) or follows a schedule, the loss can be read beside it."""
+    drawn = [run for run in runs if "learning_rate" in run.history and len(run.history)]
+    if not drawn:
+        return
+    rates_axis = ax.twinx()
+    for index, run in enumerate(drawn):
+        rates_axis.step(
+            run.history["epoch"].to_numpy() + 1,
+            run.history["learning_rate"],
+            where="mid",
+            color=figures.LR_COLOUR,
+            alpha=SEED_ALPHA if several else 0.9,
+            lw=1.0,
+            ls=":",
+            label="learning rate" if index == 0 else None,
+        )
+    rates_axis.set_yscale("log")
+    rates = [rate for run in drawn for rate in run.history["learning_rate"]]
+    if min(rates) == max(rates):
+        # A constant rate mid-height, not on the frame matplotlib would draw it on.
+        rates_axis.set_ylim(min(rates) / 3, max(rates) * 3)
+    rates_axis.set_ylabel("learning rate", fontsize=7, color=figures.LR_COLOUR)
+    rates_axis.tick_params(axis="y", labelsize=6, colors=figures.LR_COLOUR)
+    rates_axis.legend(fontsize=7, loc="upper right")

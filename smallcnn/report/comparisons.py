@@ -128,11 +128,14 @@ def deciding_test(differences, folds=None):
     return "paired-t", f"{n} seeds give differences that vary"
 
 
-def averaged_correct(name, runs):
+def averaged_correct(name, runs, columns_of=probability_columns):
     """Whether the experiment's prediction of each test image is right, one prediction per image:
     its class probabilities averaged over the seeds, then the class as the evaluation predicts it
     (the most probable; of two classes the second above 0.5). With one seed that is the seed's
-    own prediction. A boolean Series by file, of the images every seed predicted."""
+    own prediction. A boolean Series by file, of the images every seed predicted.
+
+    `columns_of`: class names -> the predictions' probability columns (smallcnn.tta's for the
+    probabilities with test-time augmentation)."""
     class_names = list(runs[0].metrics["class_names"])
     for run in runs[1:]:
         if list(run.metrics["class_names"]) != class_names:
@@ -140,7 +143,7 @@ def averaged_correct(name, runs):
                 f"{name}: seed {run.seed} has classes {run.metrics['class_names']}, seed "
                 f"{runs[0].seed} {class_names}; rerun its training and evaluation"
             )
-    columns = probability_columns(class_names)
+    columns = columns_of(class_names)
     tables = [run.predictions.set_index("file") for run in runs]
     files = tables[0].index
     for table in tables[1:]:
@@ -168,60 +171,84 @@ def compare(a_name, a_runs, b_name, b_runs):
             f"the predictions of {a_name} and {b_name} share no test image (joined on file): "
             "they were evaluated on different test sets; rerun both"
         )
-    only_a, only_b = discordant_pairs(joined["a"], joined["b"])
-    p_value = mcnemar_exact(only_a, only_b)
     folded = cross_validated([a for a, _ in paired]) and cross_validated([b for _, b in paired])
-    test_difference = sum(differences) / len(differences)
-    cv = {}
+    cv, fold_pairs = {}, None
     if folded:
-        differences, n_train, n_test = crossval.fold_differences(
+        fold_differences, n_train, n_test = crossval.fold_differences(
             {a.seed: a.metrics for a, _ in paired}, {b.seed: b.metrics for _, b in paired}
         )
-        k = paired[0][0].metrics["cv"]["k"]
-        test, why = deciding_test(differences, folds=k)
-        mean, low, high = sum(differences) / len(differences), None, None
+        fold_pairs = (fold_differences, n_train, n_test, paired[0][0].metrics["cv"]["k"])
         cv = {
-            "n_pairs": len(differences),
-            "cv_p_value": None,
+            "n_pairs": len(fold_differences),
             "cv_accuracy_a": crossval.mean_cv([a.metrics for a, _ in paired], "accuracy"),
             "cv_accuracy_b": crossval.mean_cv([b.metrics for _, b in paired], "accuracy"),
         }
-        if test == "corrected-t":
-            result = corrected_repeated_kfold_t(differences, n_train, n_test)
-            low, high = result["low"], result["high"]
-            cv["cv_p_value"] = result["p"]
-            significant = result["p"] < SIGNIFICANCE
-            b_better = mean > 0
-    else:
-        mean, low, high = paired_difference(differences)
-        test, why = deciding_test(differences)
-        if test == "paired-t":
-            significant = low > 0 or high < 0
-            b_better = mean > 0
-    if test == "mcnemar":
-        significant = p_value < SIGNIFICANCE
-        b_better = only_b > only_a
+    found = paired_verdict(differences, joined, fold_pairs)
     return {
         **cv,
+        "cv_p_value": found["cv_p_value"],
         "cross_validated": folded,
-        "test_difference": test_difference,
+        "test_difference": sum(differences) / len(differences),
         "a": a_name,
         "b": b_name,
         "n_seeds": len(paired),
         "accuracy_a": mean_accuracy([a for a, _ in paired]),
         "accuracy_b": mean_accuracy([b for _, b in paired]),
-        "difference": mean,
-        "difference_low": low,
-        "difference_high": high,
-        "only_a": only_a,
-        "only_b": only_b,
+        "difference": found["mean"],
+        "difference_low": found["low"],
+        "difference_high": found["high"],
+        "only_a": found["only_a"],
+        "only_b": found["only_b"],
         "shared": len(joined),
         "unshared": max(len(a_correct), len(b_correct)) - len(joined),
+        "p_value": found["p_value"],
+        "test": found["test"],
+        "why": found["why"],
+        "significant": found["significant"],
+        "better": (b_name if found["b_better"] else a_name) if found["significant"] else None,
+    }
+
+
+def paired_verdict(differences, joined, fold_pairs=None):
+    """b against a, under the one rule (deciding_test): the seed-paired interval of
+    `differences` (b - a, one per seed) and McNemar's exact test on `joined`, whose columns a and
+    b say whether each side's seed-averaged prediction of an image is right. Both are computed;
+    the deciding one says whether the difference is real and whether b is the better.
+
+    `fold_pairs`: (fold-paired differences in cross-validated accuracy, n_train, n_test, k) when
+    both sides were cross-validated; the corrected repeated k-fold t-test then takes the
+    seed-paired interval's place, and the difference is the cross-validated one."""
+    only_a, only_b = discordant_pairs(joined["a"], joined["b"])
+    p_value = mcnemar_exact(only_a, only_b)
+    cv_p_value = None
+    if fold_pairs:
+        fold_differences, n_train, n_test, k = fold_pairs
+        test, why = deciding_test(fold_differences, folds=k)
+        mean, low, high = sum(fold_differences) / len(fold_differences), None, None
+        if test == "corrected-t":
+            result = corrected_repeated_kfold_t(fold_differences, n_train, n_test)
+            low, high, cv_p_value = result["low"], result["high"], result["p"]
+    else:
+        mean, low, high = paired_difference(differences)
+        test, why = deciding_test(differences)
+    if test == "paired-t":
+        significant, b_better = low > 0 or high < 0, mean > 0
+    elif test == "corrected-t":
+        significant, b_better = cv_p_value < SIGNIFICANCE, mean > 0
+    else:
+        significant, b_better = p_value < SIGNIFICANCE, only_b > only_a
+    return {
+        "mean": mean,
+        "low": low,
+        "high": high,
+        "only_a": only_a,
+        "only_b": only_b,
         "p_value": p_value,
+        "cv_p_value": cv_p_value,
         "test": test,
         "why": why,
         "significant": significant,
-        "better": (b_name if b_better else a_name) if significant else None,
+        "b_better": b_better,
     }
 
 

@@ -87,6 +87,7 @@ def provenance_section(inputs, settings, runs_by_experiment, kinds):
         "config": yaml.safe_dump(settings.run, sort_keys=False, default_flow_style=False),
         "versions": provenance.package_versions(),
         "git": provenance.git_state(settings.repo),
+        "source": provenance.source_state(settings.repo),
         "machine": provenance.machine(),
         "training": training,
         "benchmarks": jobs,

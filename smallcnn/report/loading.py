@@ -128,10 +128,10 @@ def parse_correct(column, path):
     return values.map(mapping).astype(bool)
 
 
-def parse_probabilities(table, class_names, path):
-    """The per-class probability columns as floats, in place; a value that is not a number in
-    0..1 is a user error."""
-    for column in probability_columns(class_names):
+def parse_probabilities(table, columns, path):
+    """The probability `columns` as floats, in place; a value that is not a number in 0..1 is a
+    user error."""
+    for column in columns:
         values = pd.to_numeric(table[column], errors="coerce")
         bad = table[column][values.isna() | (values < 0) | (values > 1)]
         if len(bad):
@@ -163,7 +163,9 @@ def load_runs(inputs, names, seeds):
                 PREDICTION_COLUMNS + tuple(probability_columns(run_metrics["class_names"])),
             )
             table["correct"] = parse_correct(table["correct"], predictions[key])
-            parse_probabilities(table, run_metrics["class_names"], predictions[key])
+            parse_probabilities(
+                table, probability_columns(run_metrics["class_names"]), predictions[key]
+            )
             folds = []
             if isinstance(summaries[key], dict):
                 if set(summaries[key]) != set(histories.get(key) or {}):

@@ -161,7 +161,8 @@ def learning_curve_sections(runs_by_experiment, writer):
             f"{run.metrics['best_epoch']} of {run.metrics['epochs_run']}" for run in runs
         )
         alt = (
-            f"Learning curves of {name}: training and validation accuracy and loss per epoch "
+            f"Learning curves of {name}: training and validation accuracy and loss, and the "
+            "learning rate, per epoch "
             f"for seed{'s' if len(runs) > 1 else ''} {seeds}; kept epoch {kept}."
         )
         title = f"{name}: seeds {seeds}" if len(runs) > 1 else f"{name}: kept epoch {kept}"
