@@ -5,7 +5,7 @@ import sys
 import yaml
 
 # The Snakefile puts this checkout's smallcnn package on the path.
-from smallcnn import experiments as declared_experiments, monitor_config, registry
+from smallcnn import experiments as declared_experiments, monitor_config, registry, tta
 from smallcnn.codehash import code_hash
 from smallcnn.errors import UserError
 from smallcnn.redact import redact
@@ -280,6 +280,8 @@ def fold_evaluation_inputs(wildcards):
         "test": test_input(wildcards),
         **pooled,
     }
+
+
 def model_stem(experiment, seed):
     """Where the one model of an (experiment, seed) that heatmaps and export take is, without
     its .keras / .json: with folds, fold 0's (each fold model saw most of the images; the
@@ -323,3 +325,19 @@ def heatmap_layer(wildcards):
     if isinstance(setting, dict):
         return setting.get(wildcards.experiment)
     return setting
+
+
+# evaluation.tta's views, for the images experiments' evaluation.
+try:
+    TTA_VIEWS = tta.view_names(
+        config["evaluation"]["tta"], config["augmentation"]["horizontal_flip"]
+    )
+except UserError as error:
+    sys.exit(f"error in config: evaluation.tta: {error}")
+
+
+def tta_views(wildcards):
+    """No views for experiments that take features, not images: evaluation.tta never reruns
+    them."""
+    kind = registry.KINDS[EXPERIMENTS[wildcards.experiment].kind]
+    return [] if kind.trains_on_features else TTA_VIEWS

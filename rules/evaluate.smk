@@ -1,22 +1,5 @@
 """Each trained model on the test split."""
 
-from smallcnn import tta
-
-try:
-    TTA_VIEWS = tta.view_names(
-        config["evaluation"]["tta"], config["augmentation"]["horizontal_flip"]
-    )
-except UserError as error:
-    sys.exit(f"error in config: evaluation.tta: {error}")
-
-
-def tta_views(wildcards):
-    """No views for experiments that take features, not images: evaluation.tta never reruns
-    them."""
-    kind = registry.KINDS[EXPERIMENTS[wildcards.experiment].kind]
-    return [] if kind.trains_on_features else TTA_VIEWS
-
-
 if FOLDS:
 
     # Each (experiment, seed)'s fold models together: each predicts its own fold (out of fold)

@@ -201,6 +201,8 @@ def test_cross_validated_experiments_rank_by_their_cv_figures_not_the_test_split
     for run_ in (*plain_a, *plain_b):
         run_.metrics["test_loss"] = 0.5
     assert ranked({"A": plain_a, "B": plain_b}) == ["A", "B"]
+
+
 def scored(name, seed=1, **metrics):
     """A Run that has only metrics: what ranking reads."""
     return Run(name, seed, metrics, {}, pd.DataFrame(), pd.DataFrame())
@@ -309,6 +311,10 @@ def test_the_verdict_when_the_best_is_the_first_of_its_pair():
         "why": "3 seeds give differences that vary",
         "significant": True,
         "better": "A",
+        # Without folds: no corrected test, no fold pairs.
+        "cross_validated": False,
+        "cv_p_value": None,
+        "n_pairs": None,
     }
     # Seen from B's side the same comparison gives the same verdict.
     assert verdict(["A", "B"], [compare("B", b, "A", a)]) == result

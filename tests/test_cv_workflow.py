@@ -70,6 +70,10 @@ def cv_run(tmp_path_factory):
         },
         "callbacks": {"tensorboard": False},
         "report": {"misclassified": 2},
+        # What the fold ensemble meets downstream: TTA, heatmaps and an export (ONNX alone,
+        # the cheapest format).
+        "evaluation": {"tta": 2},
+        "export": {"formats": ["onnx"], "latency_runs": 2, "representative_images": 16},
     }
     run_snakemake(root / "work", ["results/report.html"], config=config)
     return root / "work", flipped, config
@@ -117,6 +121,39 @@ def test_every_image_is_in_one_fold_and_in_oof_once_and_paths_gain_the_fold(cv_r
 
     summary = {row["experiment"]: row for row in read_csv(results / "summary.csv")}
     assert float(summary["scratch"]["cv_accuracy_mean"]) == pytest.approx(cv["accuracy"])
+
+
+@pytest.mark.slow
+def test_errors_and_tta_are_the_fold_ensembles_and_heatmaps_and_export_take_fold_0(cv_run):
+    work, _, _ = cv_run
+    results = work / "results"
+    predictions = {row["file"]: row for row in read_csv(results / "predictions/scratch/1.csv")}
+    errors = read_csv(results / "errors" / "scratch" / "1.csv")
+    assert sorted(row["file"] for row in errors) == sorted(predictions)
+    # Ranked by the loss of the ensemble's mean probability, which the predictions hold.
+    for row in errors:
+        p_true = float(predictions[row["file"]][f"p_{row['true']}"])
+        assert float(row["p_true"]) == pytest.approx(p_true, abs=1e-6), row
+    losses = [float(row["loss"]) for row in errors]
+    assert losses == sorted(losses, reverse=True)
+
+    metrics = json.loads((results / "metrics" / "scratch" / "1.json").read_text())
+    assert metrics["tta_views"] == ["identity", "horizontal_flip"]
+    tta_right = np.mean([row["tta_predicted"] == row["label"] for row in predictions.values()])
+    assert metrics["tta_test_accuracy"] == pytest.approx(tta_right)
+
+    fold0 = results / "models" / "scratch" / "1" / "fold0.keras"
+    index = json.loads((results / "heatmaps" / "scratch" / "1" / "index.json").read_text())
+    assert index["model"] == str(fold0.relative_to(work))
+    shown = {example["file"] for example in index["examples"]}
+    assert shown and shown <= set(predictions)
+    html = (results / "report.html").read_text()
+    assert (
+        "scratch (seed 1, fold 0&#39;s model)" in html or "scratch (seed 1, fold 0's model)" in html
+    )
+    model_json = json.loads((results / "export" / "scratch" / "1" / "model.json").read_text())
+    assert model_json["source"]["keras_file"] == str(fold0.relative_to(work))
+    assert (results / "export" / "scratch" / "1" / "model.onnx").is_file()
 
 
 @pytest.mark.slow

@@ -276,6 +276,8 @@ def test_corrected_repeated_kfold_t_needs_two_differences_with_spread():
         corrected_repeated_kfold_t([0.02], n_train=10, n_test=5)
     with pytest.raises(ValueError, match="no spread"):
         corrected_repeated_kfold_t([0.02, 0.02, 0.02], n_train=10, n_test=5)
+
+
 @pytest.mark.parametrize(("only_a", "only_b"), [(1, 2), (2, 3), (9, 10), (10, 9), (501, 500)])
 def test_mcnemar_on_a_split_one_apart_is_exactly_one_never_more(only_a, only_b):
     """Twice the smaller tail of an odd n split (n - 1) / 2 to (n + 1) / 2 is 1, which the float

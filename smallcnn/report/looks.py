@@ -5,6 +5,7 @@ The heatmaps job (smallcnn.heatmap_examples) wrote the thumbnails and results/he
 <experiment>/<seed>/index.json; this module only embeds them, so the report needs no TensorFlow.
 """
 
+import re
 from pathlib import Path
 
 from smallcnn import figures, registry
@@ -60,9 +61,12 @@ def experiment_heatmaps(name, seed, directory):
     for example in examples:
         if example["group"] == "right":
             right.setdefault(example["true"], []).append(example)
+    # With cross_validation.folds the heatmaps job explains fold 0's model (rules: model_stem).
+    fold = re.search(r"/fold(\d+)\.keras$", str(index.get("model") or ""))
     return {
         "name": name,
         "seed": seed,
+        "fold": int(fold.group(1)) if fold else None,
         "layer": index["layer"],
         "input_size": index["input_size"],
         "reason": index["reason"],
