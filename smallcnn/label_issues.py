@@ -157,7 +157,8 @@ def find_for_best(oof, metrics, splits, experiments, primary_setting, out):
     from smallcnn import metrics as metric_names
     from smallcnn.records import read_json
 
-    table = pd.read_csv(splits, dtype=str)
+    # Class names as written: "NA" or "None" is a class, not a missing value.
+    table = pd.read_csv(splits, dtype=str, keep_default_na=False)
     test_counts = table[table["split"] == "test"].groupby("label").size().tolist()
     primary, _ = metric_names.primary_metric(primary_setting, test_counts)
     by_experiment = {name: [] for name in experiments}

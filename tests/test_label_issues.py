@@ -1,6 +1,7 @@
 """Labels worth a second look: cleanlab over out-of-fold probabilities averaged over seeds."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -111,3 +112,54 @@ def test_oof_files_of_other_images_are_refused(tmp_path):
     (tmp_path / "bad.csv").write_text("file,label\na,blue\n")
     with pytest.raises(UserError, match="not an out-of-fold prediction file"):
         label_issues.read_oof(tmp_path / "bad.csv")
+
+
+def test_the_first_ranked_experiment_is_chosen_with_classes_named_like_missing_values(tmp_path):
+    """Classes "NA" and "None" (pandas' default missing values) through find_for_best: the
+    splits' test counts decide the primary metric, and b, ranked first by its cross-validated
+    accuracy, is the one whose OOF predictions give the candidates."""
+    classes = ["NA", "None"]
+    splits = tmp_path / "splits.csv"
+    with open(splits, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "label", "split", "path"])
+        for c in classes:
+            for i in range(25):
+                split = "test" if i >= 20 else "train"
+                writer.writerow([f"{c}/{i}.png", c, split, f"{split}/{c}/{i}.png"])
+    wrong = {"NA/3.png", "None/7.png"}
+    paths = {}
+    for name, learned in (("a", False), ("b", True)):
+        metrics = tmp_path / "metrics" / name / "1.json"
+        metrics.parent.mkdir(parents=True)
+        metrics.write_text(json.dumps({"cv": {"accuracy": 0.9 if learned else 0.6}}))
+        oof = tmp_path / "oof" / name / "1.csv"
+        oof.parent.mkdir(parents=True)
+        with open(oof, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["file", "path", "label", "fold", "predicted", "p_NA", "p_None"])
+            for c in classes:
+                for i in range(20):
+                    file = f"{c}/{i}.png"
+                    # b learned that the wrong ones belong to the other class; a agrees with
+                    # every given label.
+                    given = classes.index(c)
+                    likely = 1 - given if learned and file in wrong else given
+                    p = [0.03, 0.03]
+                    p[likely] = 0.97
+                    writer.writerow(
+                        [file, f"train/{file}", c, i % 2, classes[likely], *map(str, p)]
+                    )
+        paths[name] = (metrics, oof)
+    out = tmp_path / "label_issues.csv"
+    label_issues.find_for_best(
+        oof=[paths[n][1] for n in "ab"],
+        metrics=[paths[n][0] for n in "ab"],
+        splits=splits,
+        experiments=["a", "b"],
+        primary_setting="auto",
+        out=out,
+    )
+    found = {row["file"]: row for row in label_issues.read_label_issues(out)}
+    assert set(found) == wrong
+    assert (found["NA/3.png"]["given_label"], found["NA/3.png"]["label"]) == ("NA", "None")

@@ -1261,3 +1261,29 @@ def test_the_report_says_who_wins_by_how_much_and_which_test_decided_each_verdic
     assert rows["features vs frozen"][4:7] == ["0", "7", "0.0156"]
     assert rows["frozen vs finetuned"][4:7] == ["0", "1", "1.0000"]
     assert rows["scratch vs augmented"][2] == "20.0% / 45.0%"
+
+
+def test_classes_named_like_missing_values_are_classes_in_every_table(tmp_path):
+    """pandas reads "NA" and "None" as missing by default: as class names they must still reach
+    the split counts, the accuracy and the confusion cells."""
+    classes = ("NA", "None")
+    names = ["scratch", "finetuned"]
+    record = fabricate_results(tmp_path, experiments=names, classes=classes)
+    out = tmp_path / "results" / "report.html"
+    write_report(report_inputs(tmp_path, names), report_settings(names), out)
+    html = out.read_text()
+    page = Page(html)
+    assert page.tables["split-table"] == [
+        ["NA", "4", "2", "10", "16"],
+        ["None", "4", "2", "10", "16"],
+    ]
+    accuracy = {row[0].split()[0]: row[1] for row in page.tables["summary-table"]}
+    assert accuracy == {"scratch": "55.0%", "finetuned": "85.0%"}
+    correct = record["correct"]["finetuned"]
+    wrong = {c: sum(not ok for f, ok in correct.items() if f.startswith(f"{c}/")) for c in classes}
+    assert page.tables["confused-pairs"][0][:4] == [
+        "NA",
+        "None",
+        str(wrong["NA"]),
+        str(wrong["None"]),
+    ]

@@ -9,13 +9,11 @@ rest.
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from smallcnn import figures
-from smallcnn.errors import UserError
 from smallcnn.evaluation import ERROR_COLUMNS
 from smallcnn.report.classes import top_confusions
-from smallcnn.report.loading import run_key
+from smallcnn.report.loading import read_csv, run_key
 
 CELLS = 10
 PER_CELL = 12
@@ -50,19 +48,7 @@ def confused_pairs(matrix, class_names, count=PAIRS):
 
 
 def read_errors(path):
-    """An errors file, class names and paths read as text (a class may be named "01")."""
-    text = {column: str for column in ("file", "path", "true", "predicted")}
-    try:
-        table = pd.read_csv(path, dtype=text, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise UserError(f"cannot read {path}: {error}; rerun its evaluation") from None
-    missing = [column for column in ERROR_COLUMNS if column not in table.columns]
-    if missing:
-        raise UserError(
-            f"{path} lacks the column(s) {', '.join(missing)}: it was written by another "
-            "version of the workflow; delete it and rerun"
-        )
-    return table
+    return read_csv(path, ERROR_COLUMNS, remedy="rerun its evaluation")
 
 
 def errors_file(paths, experiment, seed):

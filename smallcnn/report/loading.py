@@ -71,11 +71,22 @@ def plain(value):
     return value
 
 
-def read_csv(path, columns):
+# Columns of file and class names, read as written: a class may be named "01", or "NA", "None"
+# or "null", which pandas would otherwise read as missing.
+TEXT_COLUMNS = ("file", "path", "label", "true", "predicted", "tta_predicted", "split")
+
+
+def read_csv(path, columns, remedy="rerun the job that writes it"):
+    """The CSV at `path`, which must have `columns`; a missing or unreadable file or a missing
+    column is a user error ending in `remedy`."""
     try:
-        table = pd.read_csv(path, dtype={"file": str, "label": str, "predicted": str})
+        table = pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str))
+        text = [column for column in TEXT_COLUMNS if column in table.columns]
+        if text:
+            # Numbers keep pandas' missing values (an empty cell, "nan"); names are never missing.
+            table[text] = pd.read_csv(path, usecols=text, dtype=str, keep_default_na=False)[text]
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise UserError(f"cannot read {path}: {error}; rerun the job that writes it") from None
+        raise UserError(f"cannot read {path}: {error}; {remedy}") from None
     missing = [column for column in columns if column not in table.columns]
     if missing:
         raise UserError(
