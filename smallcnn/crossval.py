@@ -8,14 +8,13 @@ fold model predicts it, and the seed's test prediction is their mean probability
 TensorFlow): the summary, the report and the label-issue rule read these figures too.
 """
 
-import csv
 import math
-from pathlib import Path
 
 import numpy as np
 
 from smallcnn import metrics
 from smallcnn.errors import UserError
+from smallcnn.records import write_csv
 
 # The figures computed on the OOF predictions, named as in the `cv` block of a metrics JSON.
 CV_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "loss")
@@ -112,13 +111,8 @@ def mean_probabilities(fold_probabilities):
 
 
 def write_oof(path, rows, class_names):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns = OOF_COLUMNS + metrics.probability_columns(class_names)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda row: row["file"]))
+    write_csv(path, columns, sorted(rows, key=lambda row: row["file"]))
 
 
 def mean_cv(metrics_of_seeds, key):

@@ -24,6 +24,7 @@ from smallcnn import images, layouts, near_duplicates, split_sizes
 from smallcnn.corrections import MANIFEST_COLUMNS as CORRECTION_COLUMNS
 from smallcnn.corrections import apply as apply_corrections
 from smallcnn.errors import UserError
+from smallcnn.records import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def prepare(
             ),
         )
     table = sorted(rows.values(), key=lambda row: row["file"])
-    _write_csv(manifest, MANIFEST_COLUMNS, table)
+    write_csv(manifest, MANIFEST_COLUMNS, table)
     summary = _summarise(table, sorted(set(layout.labels.values())))
     summary["corrections"] = corrected
     _write_json(rejections, summary)
@@ -221,7 +222,7 @@ def split(source, manifest, splits, out_dirs, settings, seed, straddling=None):
 
     order = {name: i for i, name in enumerate(names)}
     table.sort(key=lambda row: (order[row["split"]], row["label"], row["path"]))
-    _write_csv(splits, SPLITS_COLUMNS, table)
+    write_csv(splits, SPLITS_COLUMNS, table)
     per_class = Counter((row["label"], row["split"]) for row in table)
     log.info(
         "split: %d classes (%s); %s; %s in %.1f s",
@@ -413,14 +414,6 @@ def _refuse_results_inside(source, outputs):
                 f"the data source {source} contains the output {output}; point data.path at a "
                 "folder that holds only the images"
             )
-
-
-def _write_csv(path, columns, rows):
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, columns, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _write_json(path, value):

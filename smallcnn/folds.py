@@ -17,6 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from smallcnn.errors import UserError
+from smallcnn.records import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def write_folds(splits, out, k, split_seed, seeds):
                     "fold": folds[row["file"]],
                 }
             )
-    _write(out, table)
+    write_csv(out, FOLDS_COLUMNS, table)
     log.info(
         "folds: %d train + validation images in %d folds for seed(s) %s",
         len(pooled),
@@ -94,17 +95,8 @@ def concatenate(paths, out):
     for path in paths:
         with open(path, newline="", encoding="utf-8") as handle:
             table.extend(csv.DictReader(handle))
-    _write(out, table)
+    write_csv(out, FOLDS_COLUMNS, table)
     return table
-
-
-def _write(out, table):
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, FOLDS_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(table)
 
 
 def read_folds(path, seed, k=None):

@@ -17,6 +17,7 @@ import numpy as np
 
 from smallcnn.errors import UserError
 from smallcnn.metrics import PROBABILITY_PREFIX
+from smallcnn.records import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +131,7 @@ def find_label_issues(oof_paths, out, experiment=None):
                 ),
             }
         )
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, LABEL_ISSUES_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out, LABEL_ISSUES_COLUMNS, rows)
     log.info("label issues: %d candidates among %d images (%s)", len(rows), len(files), source)
     return rows
 

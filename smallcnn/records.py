@@ -1,5 +1,6 @@
-"""Reading the JSON records that one job writes and another reads."""
+"""The records one job writes and another reads: JSON objects and CSV tables."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -20,3 +21,13 @@ def read_json(path, keys, remedy="rerun the job that writes it"):
             "workflow; delete it and rerun"
         )
     return data
+
+
+def write_csv(path, columns, rows):
+    """`rows` (dicts; keys beyond `columns` are left out) as a CSV table with a header, its
+    folder made if need be."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
