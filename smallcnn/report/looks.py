@@ -85,7 +85,7 @@ def heatmap_section(paths, runs, order, experiments):
         seed = runs[name][0].seed
         directory = found.get((name, seed))
         if directory is None:
-            shown.append({"name": name, "seed": seed, "missing": True})
+            shown.append({"name": name, "seed": seed, "fold": None, "missing": True})
         else:
             shown.append({**experiment_heatmaps(name, seed, directory), "missing": False})
     return {"experiments": shown, "given": bool(paths)}
