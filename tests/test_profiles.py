@@ -175,5 +175,7 @@ def test_slurm_profile_sends_the_fold_jobs_to_the_gpu_partition_too(tmp_path):
         threads["train"],
         threads["evaluate"],
     )
-    # The Kubernetes profile asks for a GPU for the same rules.
-    assert set(load("kubernetes")["set-resources"]) == set(profile["set-resources"])
+    # The Kubernetes profile asks for a GPU for the same rules, with the same threads.
+    kubernetes = load("kubernetes")
+    assert set(kubernetes["set-resources"]) == set(profile["set-resources"])
+    assert kubernetes["set-threads"] == threads
