@@ -14,6 +14,7 @@ from smallcnn import models as models_module
 from smallcnn.errors import UserError
 from smallcnn.metrics import (
     EPSILON,
+    ERROR_COLUMNS,
     class_metrics,
     class_probabilities,
     confusion_matrix,
@@ -365,9 +366,6 @@ def evaluate_folds(
         errors_path=errors_path,
         images_dir=test_images or test,
     )
-
-
-ERROR_COLUMNS = ("rank", "loss", "file", "path", "true", "predicted", "probability", "p_true")
 
 
 def write_errors(path, files, labels, probabilities, class_names, images_dir):

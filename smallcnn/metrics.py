@@ -49,6 +49,9 @@ def cross_entropy(labels, probabilities):
 
 # The prefix of each class's probability column in the predictions and OOF CSVs.
 PROBABILITY_PREFIX = "p_"
+# The errors file (evaluation.write_errors): here, not in evaluation, so that the report reads
+# it without importing Keras.
+ERROR_COLUMNS = ("rank", "loss", "file", "path", "true", "predicted", "probability", "p_true")
 
 
 def probability_columns(class_names):

@@ -6,9 +6,11 @@ import hashlib
 import importlib.util
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
@@ -1287,3 +1289,18 @@ def test_classes_named_like_missing_values_are_classes_in_every_table(tmp_path):
         str(wrong["NA"]),
         str(wrong["None"]),
     ]
+
+
+def test_the_report_loads_no_tensorflow():
+    """The report job needs TensorFlow only to draw augmentation examples (then it imports it
+    itself): reading the results must not load it, which takes seconds and hundreds of MB."""
+    code = "import sys, smallcnn.report; print(sorted({'keras', 'tensorflow'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from smallcnn import figures
-from smallcnn.evaluation import ERROR_COLUMNS
+from smallcnn.metrics import ERROR_COLUMNS
 from smallcnn.report.classes import top_confusions
 from smallcnn.report.loading import read_csv, run_key
 
