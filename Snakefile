@@ -59,12 +59,17 @@ if OBJECT_STORAGE:
         report,
 
     # A local data source exists only on this machine: the rules that read it run here, and
-    # their products (manifest, split) are uploaded like every output.
+    # their products (manifest, split) are uploaded like every output. So does data.corrections.
     if config["data"]["source"] == "local":
 
         localrules:
             prepare,
             split,
+
+    elif config["data"]["corrections"]:
+
+        localrules:
+            prepare,
 
 
 include: "rules/common.smk"

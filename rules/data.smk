@@ -34,7 +34,9 @@ SOURCE_INPUT = ancient(local(DATA_SOURCE)) if LOCAL_SOURCE else DATA_SOURCE
 # The user's label fixes: an input like the source (local() likewise), so that editing them
 # reruns the data stage.
 CORRECTIONS = config["data"]["corrections"]
-if CORRECTIONS and not os.path.isfile(CORRECTIONS):
+# Checked where Snakemake runs: a job elsewhere (a pod) reads this file too but has no copy of the
+# corrections; prepare, which reads them, runs here (Snakefile).
+if CORRECTIONS and not workflow.remote_exec and not os.path.isfile(CORRECTIONS):
     sys.exit(
         f"error in config: data.corrections={CORRECTIONS!r}: no such file (a CSV with columns "
         "file,label, relative to the working directory)"

@@ -66,6 +66,9 @@ rule report:
         ],
         # With folds: the candidates of the labels worth a second look, and each seed's folds.
         label_issues="results/label_issues.csv" if FOLDS else [],
+        # Its thumbnails come from the train and validation folders: both must be here (with
+        # object storage a local job gets only its declared inputs).
+        validation="results/data/validation" if FOLDS else [],
         folds="results/data/folds.csv" if FOLDS else [],
     output:
         html=report("results/report.html", category="Comparison report"),
@@ -101,6 +104,7 @@ rule report:
             "augmentation": config["augmentation"],
             "evaluation": config["evaluation"],
             "export": EXPORT,
+            "cross_validation": config["cross_validation"],
         },
         repo=workflow.basedir,
         misclassified=config["report"]["misclassified"],

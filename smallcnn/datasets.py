@@ -306,6 +306,26 @@ def _image_data(settings, inputs, cache_dir):
     )
 
 
+def fold_images(rows, paths, inputs, class_names, settings, **options):
+    """The split copies `paths` (relative to results/data, as the folds file `rows` names them)
+    from the job's split folders `inputs["train"]` and `inputs["validation"]`, as an ImageSet
+    (load_listed's `options`)."""
+    label_of = {row["path"]: row["label"] for row in rows}
+    unknown = sorted({label_of[path] for path in paths} - set(class_names))
+    if unknown:
+        raise UserError(f"the folds file has classes {unknown} that the train split lacks")
+    split_dirs = {split: single_path(inputs[split]) for split in ("train", "validation")}
+    return load_listed(
+        [folds.locate(path, split_dirs) for path in paths],
+        [class_names.index(label_of[path]) for path in paths],
+        class_names,
+        tuple(settings["image_size"]),
+        settings["batch_size"],
+        files=paths,
+        **options,
+    )
+
+
 def _fold_data(settings, inputs, cache_dir):
     """Fold `settings["fold"]` of the seed's partition (`inputs["folds"]`) validates, the other
     folds train. Images come from the split folders `inputs["train"]` and
@@ -313,7 +333,6 @@ def _fold_data(settings, inputs, cache_dir):
     features files: nothing is extracted again per fold."""
     rows = folds.read_folds(single_path(inputs["folds"]), settings["seed"], settings["folds"])
     train_paths, validation_paths = folds.fold_paths(rows, settings["fold"])
-    label_of = {row["path"]: row["label"] for row in rows}
     log.info(
         "fold %d of %d: training on %d images, validating on %d",
         settings["fold"],
@@ -326,24 +345,11 @@ def _fold_data(settings, inputs, cache_dir):
         x_train, y_train = folds.select_rows(sets, train_paths)
         x_validation, y_validation = folds.select_rows(sets, validation_paths)
         return _feature_training_data(settings, sets, x_train, y_train, x_validation, y_validation)
-    split_dirs = {split: single_path(inputs[split]) for split in ("train", "validation")}
-    class_names = class_names_in(split_dirs["train"])
-    size = tuple(settings["image_size"])
+    class_names = class_names_in(single_path(inputs["train"]))
 
     def listed(paths, **options):
-        unknown = sorted({label_of[p] for p in paths} - set(class_names))
-        if unknown:
-            raise UserError(f"the folds file has classes {unknown} that the train split lacks")
-        return load_listed(
-            [folds.locate(path, split_dirs) for path in paths],
-            [class_names.index(label_of[path]) for path in paths],
-            class_names,
-            size,
-            settings["batch_size"],
-            files=paths,
-            cache=True,
-            cache_dir=cache_dir,
-            **options,
+        return fold_images(
+            rows, paths, inputs, class_names, settings, cache=True, cache_dir=cache_dir, **options
         )
 
     train = listed(
@@ -359,7 +365,7 @@ def _fold_data(settings, inputs, cache_dir):
         validation=validation.dataset,
         labels=train.labels,
         class_names=class_names,
-        input_shape=(*size, 3),
+        input_shape=(*settings["image_size"], 3),
         steps=_steps(settings, len(train.files)),
     )
 

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from smallcnn import datasets, evaluation, feature_file, models, monitor_config, registry
+from smallcnn import datasets, evaluation, feature_file, folds, models, monitor_config, registry
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -242,16 +242,24 @@ def write_projector(model_path, test, log_dir, image_size, batch_size, test_imag
 
 
 def fixed_batch(settings, inputs, data):
-    """The diagnostics' validation batch: the first batch of the validation split. Images are
-    read apart from the training pipeline, whose cache a partial read would leave unfinished."""
+    """The diagnostics' validation batch: the first batch of the validation split, or with a
+    cross-validation fold of the fold's own validation images. Images are read apart from the
+    training pipeline, whose cache a partial read would leave unfinished."""
     if registry.KINDS[settings["kind"]].trains_on_features:
         return next(iter(data.validation))
-    image_set = datasets.load_images(
-        datasets.single_path(inputs["validation"]),
-        settings["image_size"],
-        settings["batch_size"],
-        class_names=data.class_names,
-    )
+    if settings.get("fold") is not None:
+        rows = folds.read_folds(
+            datasets.single_path(inputs["folds"]), settings["seed"], settings["folds"]
+        )
+        _, validation = folds.fold_paths(rows, settings["fold"])
+        image_set = datasets.fold_images(rows, validation, inputs, data.class_names, settings)
+    else:
+        image_set = datasets.load_images(
+            datasets.single_path(inputs["validation"]),
+            settings["image_size"],
+            settings["batch_size"],
+            class_names=data.class_names,
+        )
     return next(iter(image_set.dataset))
 
 

@@ -198,3 +198,45 @@ def test_a_features_fold_trains_on_the_other_folds_rows_and_validates_on_its_own
     assert sorted(x) == sorted(value[row["path"]] for row in others)
     assert data.steps == 2 and data.class_names == ["cat", "dog"]
     assert data.conv_base["weights_sha256"] == "abc"
+
+
+def test_a_folds_diagnostics_batch_is_its_own_validation_images(tmp_path):
+    """TensorBoard's activation histograms and gradient norms of an image fold are computed on a
+    batch of the fold's own validation images, from both split folders, not on the validation
+    split, most of which that fold trains on."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from smallcnn import monitoring
+
+    rows = splits_rows({"cat": 5, "dog": 4})
+    write_splits(tmp_path / "splits.csv", rows)
+    table = folds.write_folds(tmp_path / "splits.csv", tmp_path / "folds.csv", 3, 1337, [7])
+    value = {}  # each image's grey level names its split copy
+    for row in rows:
+        if row["split"] != "test":
+            key = f"{row['split']}/{row['path']}"
+            value[key] = 10 * len(value)
+            (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8), (value[key],) * 3).save(tmp_path / key, format="PNG")
+    inputs = {
+        "folds": str(tmp_path / "folds.csv"),
+        "train": str(tmp_path / "train"),
+        "validation": str(tmp_path / "validation"),
+    }
+    settings = {
+        "kind": "scratch",
+        "seed": 7,
+        "fold": 1,
+        "folds": 3,
+        "batch_size": 16,
+        "image_size": [8, 8],
+    }
+    images, labels = monitoring.fixed_batch(
+        settings, inputs, SimpleNamespace(class_names=["cat", "dog"])
+    )
+    mine = [row for row in table if row["fold"] == 1]
+    assert images.numpy()[:, 0, 0, 0].tolist() == [value[row["path"]] for row in mine]
+    assert labels.numpy().tolist() == [["cat", "dog"].index(row["label"]) for row in mine]
+    assert {row["path"].split("/")[0] for row in mine} == {"train", "validation"}

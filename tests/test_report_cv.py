@@ -151,3 +151,25 @@ def test_without_folds_the_section_says_only_cross_validation_finds_wrong_labels
     assert "<code>cross_validation: {folds: 5}</code>" in html
     assert 'class="label-issue"' not in html
     assert "cross-validated" not in html.replace("Only cross-validation", "")
+
+
+def test_a_first_rank_whose_fold_paired_margin_is_negative_is_said_as_it_is(tmp_path):
+    """Ranked on the pooled out-of-fold figures, the margin the mean of the fold-paired
+    differences: with folds of unequal size they can disagree, and the report must not call that
+    a tie on test accuracy."""
+    names = ["scratch", "features"]
+    fabricate_results(tmp_path, names)
+    cross_validate(tmp_path, names)
+    path = tmp_path / "results" / "metrics" / "features" / f"{SEED}.json"
+    metrics = json.loads(path.read_text())
+    metrics["cv"]["accuracy"] = 0.95
+    path.write_text(json.dumps(metrics))
+    settings = report_settings(names)
+    settings.folds = K
+    out = tmp_path / "report.html"
+    write_report(cv_inputs(tmp_path, names), settings, out)
+    html = " ".join(out.read_text().split())
+    assert "Best by cross-validation: <strong>features</strong>" in html
+    assert "Its pooled out-of-fold figures rank it first" in html
+    assert "runner-up, scratch, is -30.0 points" in html
+    assert "ties with" not in html

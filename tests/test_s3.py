@@ -218,14 +218,20 @@ def pods_run(s3, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("s3")
     photos = root / "photos"
-    make_demo(photos, per_class=sum(CONFIG["split"].values()), seed=1)
+    # One photo more per class than the split takes: the corrections below exclude one.
+    make_demo(photos, per_class=sum(CONFIG["split"].values()) + 1, seed=1)
+    # A corrections file that only this machine has (the pods cannot see `root`): the pods read
+    # the Snakefile too and must not look for it.
+    excluded = "horizontal/horizontal-0005.jpg"
+    corrections = root / "corrections.csv"
+    corrections.write_text(f"file,label\n{excluded},exclude\n")
     weights = root / "vgg16_random.weights.h5"
     keras.applications.VGG16(weights=None, include_top=False, input_shape=(48, 48, 3)).save_weights(
         weights
     )
     config = {
         **CONFIG,
-        "data": {"source": "local", "path": str(photos)},
+        "data": {"source": "local", "path": str(photos), "corrections": str(corrections)},
         "conv_base": {"name": "vgg16", "weights": str(weights)},
     }
     checkout = make_checkout(root / "checkout")
@@ -237,6 +243,7 @@ def pods_run(s3, tmp_path_factory):
         checkout=checkout,
         config=config,
         photos=photos,
+        excluded=excluded,
         source=source,
         output=result.stdout + result.stderr,
         weights_id=declared_experiments.weights_id(str(weights)),
@@ -321,6 +328,35 @@ def test_changing_one_experiments_setting_reruns_only_its_jobs(pods_run, s3):
         ("summarize", None),
         ("report", None),
     }
+
+
+def test_a_corrections_file_only_this_machine_has_is_applied(pods_run, s3):
+    manifest = {
+        row["file"]: row for row in read_csv(s3, pods_run.prefix, "results/data/manifest.csv")
+    }
+    assert manifest[pods_run.excluded]["status"] == "excluded"
+    splits = read_csv(s3, pods_run.prefix, "results/data/splits.csv")
+    assert pods_run.excluded not in {row["file"] for row in splits}
+
+
+def test_with_corrections_prepare_runs_here_whatever_the_source(s3, tmp_path):
+    """The demo's generated source lives in the bucket, so prepare could run in a pod; with
+    data.corrections it reads a file that only this machine has, so it runs here."""
+    corrections = tmp_path / "corrections.csv"
+    corrections.write_text("file,label\nhorizontal/horizontal-0005.jpg,exclude\n")
+    checkout = make_checkout(tmp_path / "checkout")
+    result = run_s3(
+        checkout,
+        s3,
+        "plan-corrections",
+        new_credentials(),
+        ["results/report.html"],
+        {**CONFIG, "data": {"corrections": str(corrections)}},
+        ["--dry-run"],
+    )
+    output = result.stdout + result.stderr
+    assert re.search(r"^localrule prepare:$", output, re.MULTILINE), output[-3000:]
+    assert re.search(r"^rule split:$", output, re.MULTILINE), output[-3000:]
 
 
 def test_kubernetes_profile_plan_with_the_executor_plugin(s3, tmp_path):

@@ -51,8 +51,10 @@ class ReportInputs:
     # them the report says that it was given none.
     errors: list = field(default_factory=list)
     heatmaps: list = field(default_factory=list)
-    # results/label_issues.csv, with cross_validation.folds only.
+    # results/label_issues.csv and the validation folder (for its thumbnails), with
+    # cross_validation.folds only.
     label_issues: Path | None = None
+    validation: Path | None = None
 
 
 @dataclass
@@ -95,6 +97,7 @@ def build_report(inputs, params, out, figures_dir=None):
     )
     # Without folds the rule gives no label-issue file: an empty named input.
     paths["label_issues"] = paths["label_issues"] or None
+    paths["validation"] = paths["validation"] or None
     write_report(
         ReportInputs(**paths),
         ReportSettings(
