@@ -341,22 +341,30 @@ def test_a_corrections_file_only_this_machine_has_is_applied(pods_run, s3):
 
 def test_with_corrections_prepare_runs_here_whatever_the_source(s3, tmp_path):
     """The demo's generated source lives in the bucket, so prepare could run in a pod; with
-    data.corrections it reads a file that only this machine has, so it runs here."""
-    corrections = tmp_path / "corrections.csv"
-    corrections.write_text("file,label\nhorizontal/horizontal-0005.jpg,exclude\n")
+    data.corrections it reads a file that only this machine has (the pods cannot see it), so it
+    runs here and applies it."""
+    private = tmp_path / "private"
+    private.mkdir()
+    corrections = private / "corrections.csv"
+    excluded = "horizontal/horizontal-0005.jpg"
+    corrections.write_text(f"file,label\n{excluded},exclude\n")
     checkout = make_checkout(tmp_path / "checkout")
     result = run_s3(
         checkout,
         s3,
-        "plan-corrections",
+        "corrections",
         new_credentials(),
-        ["results/report.html"],
+        ["results/data/manifest.csv"],
         {**CONFIG, "data": {"corrections": str(corrections)}},
-        ["--dry-run"],
+        ["--executor", "pods", "--jobs", "1", "--pods-hide", str(private)],
     )
     output = result.stdout + result.stderr
-    assert re.search(r"^localrule prepare:$", output, re.MULTILINE), output[-3000:]
-    assert re.search(r"^rule split:$", output, re.MULTILINE), output[-3000:]
+    assert set(re.findall(r"^localrule (\w+):", output, re.MULTILINE)) == {"prepare"}
+    assert re.findall(r"^rule (\w+):", output, re.MULTILINE) == ["make_demo"]
+    manifest = {
+        row["file"]: row for row in read_csv(s3, "corrections", "results/data/manifest.csv")
+    }
+    assert manifest[excluded]["status"] == "excluded"
 
 
 def test_kubernetes_profile_plan_with_the_executor_plugin(s3, tmp_path):
