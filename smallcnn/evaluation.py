@@ -15,6 +15,7 @@ from smallcnn.errors import UserError
 from smallcnn.metrics import (
     EPSILON,
     ERROR_COLUMNS,
+    TRAINING_FACTS,
     class_metrics,
     class_probabilities,
     confusion_matrix,
@@ -26,16 +27,6 @@ from smallcnn.metrics import (
 from smallcnn.stats import accuracy_ci95
 
 log = logging.getLogger(__name__)
-
-# What the metrics JSON repeats of the training (per fold model, with folds).
-TRAINING_KEYS = (
-    "epochs_run",
-    "best_epoch",
-    "stopped_early",
-    "train_seconds",
-    "params_trainable",
-    "params_total",
-)
 
 
 def evaluate(
@@ -181,7 +172,7 @@ def write_test_results(
         "class_names": class_names,
         "n_test": n_test,
         "accuracy_ci95": [low, high],
-        **{key: record[key] for key in TRAINING_KEYS},
+        **{key: record[key] for key in TRAINING_FACTS},
         **(extra or {}),
     }
     if tta_probabilities is not None:

@@ -52,6 +52,16 @@ PROBABILITY_PREFIX = "p_"
 # The errors file (evaluation.write_errors): here, not in evaluation, so that the report reads
 # it without importing Keras.
 ERROR_COLUMNS = ("rank", "loss", "file", "path", "true", "predicted", "probability", "p_true")
+# What a metrics JSON repeats of the training (with folds, per fold model averaged or summed),
+# which the report reads.
+TRAINING_FACTS = (
+    "epochs_run",
+    "best_epoch",
+    "stopped_early",
+    "train_seconds",
+    "params_trainable",
+    "params_total",
+)
 
 
 def probability_columns(class_names):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from smallcnn.errors import UserError
-from smallcnn.metrics import probability_columns
+from smallcnn.metrics import TRAINING_FACTS, probability_columns
 from smallcnn.records import read_json
 
 METRICS_KEYS = (
@@ -26,12 +26,7 @@ METRICS_KEYS = (
     "class_names",
     "n_test",
     "accuracy_ci95",
-    "epochs_run",
-    "best_epoch",
-    "stopped_early",
-    "train_seconds",
-    "params_trainable",
-    "params_total",
+    *TRAINING_FACTS,
 )
 HISTORY_COLUMNS = ("epoch", "accuracy", "loss")
 PREDICTION_COLUMNS = ("file", "label", "predicted", "probability", "correct")
