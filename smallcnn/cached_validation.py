@@ -182,10 +182,7 @@ def _fold_features(settings, inputs, expected, class_names, cache_dir):
         why = feature_file.mismatch(path, expected, files)
         if why:
             return None, why
-    rows = folds.read_folds(
-        datasets.single_path(inputs["folds"]), settings["seed"], settings["folds"]
-    )
-    paths = folds.fold_paths(rows, settings["fold"])[1]
+    _, _, paths = datasets.fold_partition(settings, inputs)
     sets = {split: feature_file.read(path) for split, path in sources.items()}
     selected, labels = folds.select_rows(sets, paths)
     out = Path(cache_dir) / "fold-validation-features.h5"
@@ -248,10 +245,7 @@ def setup(model, settings, inputs, validation, cache_dir, runtime):
         started = time.perf_counter()
         path = Path(cache_dir) / "validation-activations.h5"
         if "fold" in settings:
-            paths, located, labels = datasets.fold_validation_images(settings, inputs, class_names)
-            images = datasets.load_listed(
-                located, labels, class_names, image_size, batch_size, files=paths
-            )
+            images = datasets.fold_validation_images(settings, inputs, class_names)
         else:
             images = datasets.load_images(
                 inputs["validation"], image_size, batch_size, class_names=class_names

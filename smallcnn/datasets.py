@@ -306,6 +306,13 @@ def _image_data(settings, inputs, cache_dir):
     )
 
 
+def fold_partition(settings, inputs):
+    """(the folds file's rows of the job's training seed, training paths, validation paths) of
+    fold `settings["fold"]`."""
+    rows = folds.read_folds(single_path(inputs["folds"]), settings["seed"], settings["folds"])
+    return (rows, *folds.fold_paths(rows, settings["fold"]))
+
+
 def fold_images(rows, paths, inputs, class_names, settings, **options):
     """The split copies `paths` (relative to results/data, as the folds file `rows` names them)
     from the job's split folders `inputs["train"]` and `inputs["validation"]`, as an ImageSet
@@ -331,8 +338,7 @@ def _fold_data(settings, inputs, cache_dir):
     folds train. Images come from the split folders `inputs["train"]` and
     `inputs["validation"]`, or, for a kind that trains on features, rows of those splits'
     features files: nothing is extracted again per fold."""
-    rows = folds.read_folds(single_path(inputs["folds"]), settings["seed"], settings["folds"])
-    train_paths, validation_paths = folds.fold_paths(rows, settings["fold"])
+    rows, train_paths, validation_paths = fold_partition(settings, inputs)
     log.info(
         "fold %d of %d: training on %d images, validating on %d",
         settings["fold"],
@@ -370,12 +376,8 @@ def _fold_data(settings, inputs, cache_dir):
     )
 
 
-def fold_validation_images(settings, inputs, class_names):
-    """(split copy paths, their files in the split folders, labels) of the fold's validation
-    images, for the cached validation of a frozen base."""
-    rows = folds.read_folds(single_path(inputs["folds"]), settings["seed"], settings["folds"])
-    paths = folds.fold_paths(rows, settings["fold"])[1]
-    label_of = {row["path"]: row["label"] for row in rows}
-    split_dirs = {split: single_path(inputs[split]) for split in ("train", "validation")}
-    located = [folds.locate(path, split_dirs) for path in paths]
-    return paths, located, [class_names.index(label_of[path]) for path in paths]
+def fold_validation_images(settings, inputs, class_names, **options):
+    """The fold's own validation images, from both split folders, as an ImageSet (load_listed's
+    `options`): what cached validation and the TensorBoard diagnostics of a fold run on."""
+    rows, _, validation = fold_partition(settings, inputs)
+    return fold_images(rows, validation, inputs, class_names, settings, **options)

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from smallcnn import datasets, evaluation, feature_file, folds, models, monitor_config, registry
+from smallcnn import datasets, evaluation, feature_file, models, monitor_config, registry
 from smallcnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -248,11 +248,7 @@ def fixed_batch(settings, inputs, data):
     if registry.KINDS[settings["kind"]].trains_on_features:
         return next(iter(data.validation))
     if settings.get("fold") is not None:
-        rows = folds.read_folds(
-            datasets.single_path(inputs["folds"]), settings["seed"], settings["folds"]
-        )
-        _, validation = folds.fold_paths(rows, settings["fold"])
-        image_set = datasets.fold_images(rows, validation, inputs, data.class_names, settings)
+        image_set = datasets.fold_validation_images(settings, inputs, data.class_names)
     else:
         image_set = datasets.load_images(
             datasets.single_path(inputs["validation"]),
